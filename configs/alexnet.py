@@ -1,0 +1,47 @@
+"""AlexNet. Default: the paper's ImageNet setup. Presets: digits, cifar10, imagenette.
+
+The default follows Krizhevsky et al. (2012): 227x227, batch 128, SGD lr 0.01 with momentum
+0.9 and weight decay 5e-4, dropout 0.5, LRN, overlapping pooling, about 90 epochs, lr / 10
+whenever validation error stops improving (three times at most). `digits` is a CPU-sized run
+of the same layers: the smallest input the layer stack accepts and the offline digits.
+"""
+
+from jaxcnn.defaults import base_config, parse_preset
+
+PRESETS = ('default', 'digits', 'cifar10', 'imagenette')
+
+
+def get_config(arg=None):
+  preset = parse_preset(arg, PRESETS)
+  config = base_config()
+  config.model.name = 'alexnet'
+  config.model.towers = 2
+  config.model.dropout_rate = 0.5
+  config.model.lrn = True
+  config.model.overlapping_pool = True
+
+  config.data.name = 'imagenet2012'
+  config.data.image_size = 227
+  config.train.batch_size = 128
+  config.train.num_epochs = 90
+  config.train.log_every_steps = 100
+  config.optimizer.learning_rate = 0.01
+  config.optimizer.momentum = 0.9
+  config.optimizer.weight_decay = 5e-4
+  config.optimizer.schedule = 'plateau'
+  config.optimizer.decay_factor = 0.1
+  config.optimizer.plateau_patience = 3
+  config.optimizer.plateau_min_scale = 1e-3
+  config.checkpoint.every_steps = 5000
+
+  if preset in ('cifar10', 'imagenette'):
+    config.data.name = preset
+    config.train.num_epochs = 60
+    config.checkpoint.every_steps = 1000
+  if preset == 'digits':
+    config.data.name = 'digits'
+    config.data.image_size = 67  # conv1 -> 15x15, pools -> 7, 3, 1: the smallest that fits
+    config.train.num_epochs = 40
+    config.train.log_every_steps = 20
+    config.checkpoint.every_steps = 100
+  return config

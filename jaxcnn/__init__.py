@@ -1,0 +1,1 @@
+"""jaxcnn: the classic convolutional networks in JAX/Flax, trained as the papers did."""

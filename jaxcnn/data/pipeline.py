@@ -1,0 +1,105 @@
+"""The TFDS + tf.data input pipeline: every dataset but `synthetic` is read through it.
+
+Training data is reshuffled each epoch with a seed derived from (seed, epoch), so the batch
+at any step is a function of the config alone: a resumed run starts at the right epoch,
+skips the examples it has seen, and continues exactly as an uninterrupted run would.
+Evaluation reads every example of the split once; the last batch is padded and `mask` marks
+the real examples.
+"""
+
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from jaxcnn.data import digits  # noqa: F401  (registers the offline `digits` builder)
+from jaxcnn.data.datasets import dataset_spec
+from jaxcnn.errors import UserError
+
+# tf.data runs on the host; it must never take accelerator memory from JAX.
+tf.config.set_visible_devices([], 'GPU')
+
+OFFLINE_BUILDERS = ('digits',)
+
+
+def prepared_builder(name: str, data_dir: str | None, download: bool):
+  """Returns the TFDS builder of a prepared dataset, or fails at once saying how to prepare it."""
+  builder = tfds.builder(name, data_dir=data_dir)
+  if builder.is_prepared():
+    return builder
+  if name in OFFLINE_BUILDERS or download:
+    builder.download_and_prepare()
+    return builder
+  root = data_dir or os.environ.get('TFDS_DATA_DIR') or '~/tensorflow_datasets'
+  manual = dataset_spec(name).manual_download
+  if manual:
+    how = (f'put the original archives in {os.path.join(root, manual)} and run '
+           f'`python -m jaxcnn.data.prepare {name} --data_dir {root}`')
+  else:
+    how = (f'run `python -m jaxcnn.data.prepare {name} --data_dir {root}` on a machine with '
+           f'internet and copy {os.path.join(root, name)} here, or pass '
+           f'--config.data.download=True')
+  raise UserError(f"dataset '{name}' is not prepared in data_dir {root}: {how}")
+
+
+class TfdsData:
+  """Per-process train and eval batches (numpy dicts) of a TFDS dataset."""
+
+  def __init__(self, config, process_index: int, process_count: int):
+    self.spec = dataset_spec(config.data.name)
+    self.builder = prepared_builder(config.data.name, config.data.data_dir, config.data.download)
+    self.image_size = config.data.image_size
+    self.mean = np.asarray(config.data.mean or self.spec.mean, np.float32)
+    self.std = np.asarray(config.data.std or self.spec.std, np.float32)
+    self.seed = config.seed
+    self.shuffle_buffer = config.data.shuffle_buffer
+    self.train_batch = config.train.batch_size // process_count
+    self.eval_batch = config.eval.batch_size // process_count
+    self.num_classes = self.spec.num_classes
+    self.channels = self.spec.channels
+    splits = self.builder.info.splits
+    self.train_split = tfds.even_splits(self.spec.train_split, process_count,
+                                        drop_remainder=True)[process_index]
+    self.eval_split = tfds.even_splits(self.spec.eval_split, process_count,
+                                       drop_remainder=False)[process_index]
+    self.steps_per_epoch = splits[self.train_split].num_examples // self.train_batch
+    self.eval_examples = splits[self.spec.eval_split].num_examples
+    # Every process runs the same number of eval steps; shards differ by at most one example.
+    self.eval_steps = math.ceil(math.ceil(self.eval_examples / process_count) / self.eval_batch)
+
+  def _read(self, split: str) -> tf.data.Dataset:
+    options = tf.data.Options()
+    options.deterministic = True
+    return self.builder.as_dataset(
+        split=split, decoders={'image': tfds.decode.SkipDecoding()}).with_options(options)
+
+  def _preprocess(self, example) -> dict[str, tf.Tensor]:
+    image = tf.io.decode_image(example['image'], channels=self.channels, expand_animations=False)
+    image = tf.image.resize(tf.cast(image, tf.float32) / 255.0,
+                            (self.image_size, self.image_size), antialias=True)
+    image = (image - self.mean) / self.std
+    return {'image': image, 'label': tf.cast(example['label'], tf.int32)}
+
+  def train_batches(self, start_step: int = 0):
+    """Yields training batches forever, beginning with the batch of `start_step`."""
+    epoch, step_in_epoch = divmod(start_step, self.steps_per_epoch)
+    records = self._read(self.train_split)
+    while True:
+      ds = records.shuffle(self.shuffle_buffer, seed=self.seed * 100_003 + epoch,
+                           reshuffle_each_iteration=False)
+      ds = ds.skip(step_in_epoch * self.train_batch)
+      ds = ds.map(self._preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+      ds = ds.batch(self.train_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+      yield from ds.as_numpy_iterator()
+      epoch, step_in_epoch = epoch + 1, 0
+
+  def eval_batches(self):
+    """Yields `eval_steps` batches covering this process's share of the eval split once."""
+    ds = self._read(self.eval_split).map(self._preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda example: {**example, 'mask': tf.constant(True)})
+    padding = tf.data.Dataset.from_tensors(
+        tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype), ds.element_spec))
+    ds = ds.concatenate(padding.repeat()).batch(self.eval_batch).take(self.eval_steps)
+    yield from ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()

@@ -1,0 +1,65 @@
+"""The config every model starts from; files in configs/ change what their paper changes.
+
+Public keys (docs, tests and tools rely on them) are all present here with their defaults.
+"""
+
+from ml_collections import config_dict
+
+
+def base_config() -> config_dict.ConfigDict:
+  config = config_dict.ConfigDict()
+  config.seed = 0
+
+  config.model = config_dict.ConfigDict()
+  config.model.name = ''  # a registered model; every other key of the block is a model field
+
+  config.data = config_dict.ConfigDict()
+  config.data.name = 'digits'
+  config.data.data_dir = config_dict.placeholder(str)  # None: $TFDS_DATA_DIR or ~/tensorflow_datasets
+  config.data.download = False  # training never touches the network unless asked to
+  config.data.image_size = 32  # images are resized to image_size x image_size
+  config.data.mean = ()  # per-channel normalization; () takes the dataset's own statistics
+  config.data.std = ()
+  config.data.shuffle_buffer = 16_384
+
+  config.train = config_dict.ConfigDict()
+  config.train.batch_size = 128  # global, over all devices and processes
+  config.train.num_epochs = 10
+  config.train.num_steps = 0  # > 0 overrides num_epochs
+  config.train.log_every_steps = 50
+  config.train.label_smoothing = 0.0
+
+  config.optimizer = config_dict.ConfigDict()
+  config.optimizer.learning_rate = 0.01
+  config.optimizer.momentum = 0.9
+  config.optimizer.nesterov = False
+  config.optimizer.weight_decay = 5e-4
+  # constant | multistep | plateau | cosine
+  config.optimizer.schedule = 'constant'
+  config.optimizer.milestones = ()  # multistep: fractions of training at which lr *= decay_factor
+  config.optimizer.decay_factor = 0.1  # multistep and plateau
+  config.optimizer.plateau_patience = 3  # evaluations without improvement before lr *= decay_factor
+  config.optimizer.plateau_min_scale = 1e-3  # stop reducing after lr has fallen 1000x (3 steps)
+  config.optimizer.warmup_epochs = 0.0  # cosine: linear warmup from 0
+
+  config.eval = config_dict.ConfigDict()
+  config.eval.batch_size = 256
+  config.eval.every_steps = 0  # 0: after every epoch (and always at the end)
+  config.eval.crops = 1  # 1: the whole (resized) image
+
+  config.checkpoint = config_dict.ConfigDict()
+  config.checkpoint.every_steps = 500
+  config.checkpoint.keep = 3
+
+  config.mesh = config_dict.ConfigDict()
+  config.mesh.data = -1  # -1: every device not used by the model axis
+  config.mesh.model = 1
+  return config
+
+
+def parse_preset(arg: str | None, presets: tuple[str, ...]) -> str:
+  """The preset named after ':' in `--config FILE.py:PRESET`, checked against `presets`."""
+  preset = arg or presets[0]
+  if preset not in presets:
+    raise ValueError(f"unknown preset '{preset}'; this config has: {', '.join(presets)}")
+  return preset

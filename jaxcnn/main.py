@@ -1,0 +1,61 @@
+"""Train and evaluate a model from a config file.
+
+  python -m jaxcnn.main --config configs/NAME.py[:PRESET] [--workdir DIR] [--config.KEY=VALUE ...]
+
+Without --workdir the run goes to runs/<NAME>-<PRESET>. Rerunning a command resumes it.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxcnn.errors import UserError
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Config file and preset: configs/NAME.py[:PRESET].', lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Work directory (default runs/<NAME>-<PRESET>).')
+flags.mark_flags_as_required(['config'])
+
+
+def fail(message: str) -> None:
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser, with any flag or config error reported as one line."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, ValueError, KeyError, TypeError, AttributeError, OSError) as e:
+    fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+def default_workdir(config_argument: str) -> str:
+  path, _, preset = config_argument.partition(':')
+  name = os.path.splitext(os.path.basename(path))[0]
+  return os.path.join('runs', f'{name}-{preset or "default"}')
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    fail(f"unexpected arguments {' '.join(argv[1:])}; options are --config, --workdir and "
+         '--config.KEY=VALUE')
+  workdir = _WORKDIR.value
+  if workdir is None:
+    workdir = default_workdir(flags.FLAGS['config'].serialize().split('=', 1)[1])
+    print(f'workdir: {workdir}')
+  # Library INFO logs (orbax writes several per checkpoint) would bury the progress lines.
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  from jaxcnn import train  # after flag parsing: `--help` and flag errors stay fast
+  try:
+    train.train_and_evaluate(_CONFIG.value, workdir)
+  except UserError as e:
+    fail(str(e))
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=parse_flags)

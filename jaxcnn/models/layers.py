@@ -1,0 +1,46 @@
+"""Layers that the classic papers use and Flax does not ship."""
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    'relu': nn.relu,
+    'tanh': nn.tanh,
+    'sigmoid': nn.sigmoid,
+}
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+  if name not in ACTIVATIONS:
+    raise ValueError(f"unknown activation '{name}'; known: {', '.join(ACTIVATIONS)}")
+  return ACTIVATIONS[name]
+
+
+class LocalResponseNorm(nn.Module):
+  """AlexNet's local response normalization across channels (section 3.3 of the paper).
+
+  b_c = a_c / (k + alpha * sum_{c' within size/2 of c} a_c'^2) ** beta, with the paper's alpha
+  (PyTorch divides alpha by `size`; the paper does not). With `groups` > 1 the window never
+  crosses a group boundary: each of AlexNet's towers normalizes only its own channels.
+  """
+  size: int = 5
+  k: float = 2.0
+  alpha: float = 1e-4
+  beta: float = 0.75
+  groups: int = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    channels = x.shape[-1]
+    squares = jnp.square(x).reshape(*x.shape[:-1], self.groups, channels // self.groups)
+    half = self.size // 2
+    ones = (1,) * squares.ndim
+    window_sums = jax.lax.reduce_window(
+        squares, 0.0, jax.lax.add,
+        window_dimensions=ones[:-1] + (self.size,),
+        window_strides=ones,
+        padding=[(0, 0)] * (squares.ndim - 1) + [(half, half)])
+    return x / (self.k + self.alpha * window_sums.reshape(x.shape)) ** self.beta

@@ -1,0 +1,168 @@
+"""Training and evaluation: the train state, the jit-compiled steps, and the loop.
+
+`train_and_evaluate(config, workdir)` trains from scratch, or resumes from the latest
+checkpoint in `workdir`, and returns the final eval metrics.
+"""
+
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from jaxcnn import data as input_data
+from jaxcnn import optim, parallel, validate
+from jaxcnn.checkpoint import Checkpoints
+from jaxcnn.models import create_model
+from jaxcnn.reporting import Reporter, read_metrics
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+  dropout_key: jax.Array  # raw key data; step k uses fold_in(key, k), so resuming is exact
+  eval_error: jax.Array  # latest eval top-1 error: what the plateau schedule watches
+
+
+def create_train_state(config, model, tx, input_shape) -> TrainState:
+  init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
+  variables = jax.jit(functools.partial(model.init, train=False))(init_key, jnp.zeros(input_shape))
+  return TrainState.create(
+      apply_fn=model.apply, params=variables['params'], tx=tx,
+      batch_stats=variables.get('batch_stats', {}),
+      dropout_key=jax.random.key_data(dropout_key), eval_error=jnp.ones((), jnp.float32))
+
+
+def cross_entropy(logits, labels, label_smoothing: float = 0.0) -> jax.Array:
+  """Per-example softmax cross-entropy against (optionally smoothed) one-hot labels."""
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+  return optax.softmax_cross_entropy(logits, targets)
+
+
+def top_k_correct(logits, labels, k: int) -> jax.Array:
+  k = min(k, logits.shape[-1])
+  return jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1)
+
+
+def train_step(state: TrainState, batch, label_smoothing: float):
+  dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state.dropout_key), state.step)
+
+  def loss_fn(params):
+    logits, updates = state.apply_fn(
+        {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
+        rngs={'dropout': dropout_key}, mutable=['batch_stats'])
+    loss = cross_entropy(logits, batch['label'], label_smoothing).mean()
+    return loss, (logits, updates.get('batch_stats', {}))
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params,
+                                       value=state.eval_error)
+  state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                        opt_state=opt_state, batch_stats=batch_stats)
+  metrics = {'loss': loss,
+             'top1': top_k_correct(logits, batch['label'], 1).mean(),
+             'top5': top_k_correct(logits, batch['label'], 5).mean()}
+  return state, metrics
+
+
+def eval_step(state: TrainState, batch):
+  """Sums over the real (mask=True) examples of a batch; running statistics stay frozen."""
+  logits = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},
+                          batch['image'], train=False)
+  mask = batch['mask']
+  return {'loss': jnp.sum(cross_entropy(logits, batch['label']) * mask),
+          'top1': jnp.sum(top_k_correct(logits, batch['label'], 1) & mask),
+          'top5': jnp.sum(top_k_correct(logits, batch['label'], 5) & mask),
+          'num_examples': jnp.sum(mask)}
+
+
+def evaluate(eval_step_fn, state, data, mesh) -> dict:
+  """Loss, top-1 and top-5 over every example of the eval split, each counted once."""
+  totals = None
+  for batch in parallel.prefetch_to_mesh(data.eval_batches(), mesh):
+    sums = eval_step_fn(state, batch)
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = jax.device_get(totals)
+  count = int(totals['num_examples'])
+  return {'loss': float(totals['loss']) / count, 'top1': float(totals['top1']) / count,
+          'top5': float(totals['top5']) / count, 'num_examples': count}
+
+
+def _final_line(record: dict, workdir: str) -> str:
+  return (f"final eval top-1 {100 * record['top1']:.2f}% (top-5 {100 * record['top5']:.2f}%, "
+          f"{record['num_examples']} examples, step {record['step']}); workdir {workdir}")
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  validate.check_config(config)
+  mesh = parallel.make_mesh(config.mesh.data, config.mesh.model)
+  validate.check_batch_sizes(config, mesh.shape['data'], jax.process_count())
+  data = input_data.create(config)
+  model = create_model(config.model, data.num_classes)
+  input_shape = (1, config.data.image_size, config.data.image_size, data.channels)
+  validate.check_input_size(model, input_shape)
+
+  total_steps = config.train.num_steps or config.train.num_epochs * data.steps_per_epoch
+  steps_per_eval = config.eval.every_steps or data.steps_per_epoch
+  schedule = optim.learning_rate_schedule(config.optimizer, total_steps, data.steps_per_epoch)
+  tx = optim.create_optimizer(config.optimizer, schedule, steps_per_eval)
+  state = parallel.replicate(create_train_state(config, model, tx, input_shape), mesh)
+
+  os.makedirs(workdir, exist_ok=True)
+  checkpoints = Checkpoints(workdir, config.checkpoint.keep)
+  latest = checkpoints.latest_step()
+  if latest is not None and latest >= total_steps:
+    checkpoints.close()
+    final = [r for r in read_metrics(workdir) if r['split'] == 'eval'][-1]
+    print(f'run already finished at step {latest} of {total_steps}; nothing to do. '
+          + _final_line(final, workdir))
+    return final
+  if latest is None:
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, 'config.json'), 'w') as f:
+        f.write(config.to_json_best_effort(indent=2))
+  else:
+    state = checkpoints.restore(state)
+  start_step = int(state.step)
+
+  reporter = Reporter(workdir, total_steps, start_step)
+  reporter.print(f'{"resuming from checkpoint at step " + str(start_step) if start_step else "starting"}'
+                 f' of {total_steps} ({data.steps_per_epoch} steps per epoch) in {workdir}')
+  train_step_fn = jax.jit(functools.partial(train_step, label_smoothing=config.train.label_smoothing),
+                          donate_argnums=0)
+  eval_step_fn = jax.jit(eval_step)
+  batches = parallel.prefetch_to_mesh(data.train_batches(start_step), mesh)
+  summed, summed_steps, timer, paused = None, 0, time.perf_counter(), 0.0
+
+  for step in range(start_step + 1, total_steps + 1):  # `step` counts steps done, as state.step
+    state, metrics = train_step_fn(state, next(batches))
+    summed = metrics if summed is None else jax.tree.map(jnp.add, summed, metrics)
+    summed_steps += 1
+    reporter.advance()
+
+    if step % config.train.log_every_steps == 0 or step == total_steps:
+      means = {k: float(v) / summed_steps for k, v in jax.device_get(summed).items()}
+      seconds = time.perf_counter() - timer - paused
+      reporter.write({'step': step, 'split': 'train', **means,
+                      'learning_rate': optim.current_learning_rate(schedule, state.opt_state, step),
+                      'images_per_sec': summed_steps * config.train.batch_size / seconds,
+                      'epoch': step / data.steps_per_epoch})
+      summed, summed_steps, timer, paused = None, 0, time.perf_counter(), 0.0
+
+    pause_start = time.perf_counter()
+    if step % steps_per_eval == 0 or step == total_steps:
+      final = {'step': step, 'split': 'eval', **evaluate(eval_step_fn, state, data, mesh)}
+      reporter.write(final)
+      state = state.replace(eval_error=parallel.replicate(jnp.float32(1 - final['top1']), mesh))
+    if step % config.checkpoint.every_steps == 0 or step == total_steps:
+      checkpoints.save(state)
+    paused += time.perf_counter() - pause_start
+
+  checkpoints.close()
+  reporter.close()
+  print(_final_line(final, workdir))
+  return final
