@@ -27,9 +27,19 @@ def fail(message: str) -> None:
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's parser, with any flag or config error reported as one line."""
   try:
-    return flags.FLAGS(argv)
-  except (flags.Error, ValueError, KeyError, TypeError, AttributeError, OSError) as e:
-    fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    remaining = flags.FLAGS(argv)
+    _CONFIG.value.get('seed')  # config_flags defers a config file's load error to first use
+    return remaining
+  except (KeyError, AttributeError) as e:  # how config_flags reports an override of no key
+    key = str(e.args[0]).strip('\'"')
+    overrides = [a.split('=')[0][2:] for a in argv
+                 if a.startswith('--config.') and key in a.split('=')[0].split('.')]
+    fail(f"unknown config key '{overrides[0] if overrides else key}': the config file has no "
+         'such key; check its spelling')
+  except (flags.Error, ValueError, TypeError, OSError) as e:
+    # A config file that fails comes wrapped with its traceback: keep only the cause.
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+    fail(lines[0] if len(lines) == 1 else f'--config: {lines[-1]}')
 
 
 def default_workdir(config_argument: str) -> str:
