@@ -6,6 +6,8 @@
 
 import dataclasses
 import difflib
+import importlib
+import pkgutil
 
 import flax.linen as nn
 
@@ -48,5 +50,6 @@ def create_model(model_config, num_classes: int) -> nn.Module:
   return cls(num_classes=num_classes, **fields)
 
 
-# Importing the families registers them.
-from jaxcnn.models import alexnet, lenet  # noqa: E402,F401
+# Importing each family's module registers its models.
+for _module in pkgutil.iter_modules(__path__):
+  importlib.import_module(f'{__name__}.{_module.name}')

@@ -13,16 +13,22 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.models import register
-from jaxcnn.models.layers import LocalResponseNorm, activation
+from jaxcnn.models.layers import GroupedConv, LocalResponseNorm, activation
 
 # The paper: weights from N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden dense
-# layers (to give ReLUs positive inputs early), 0 elsewhere.
-_WEIGHT_INIT = nn.initializers.normal(stddev=0.01)
+# layers (to give ReLUs positive inputs early), 0 elsewhere. 'he' (He et al., 2015: variance
+# 2 / fan_in, zero biases) trains from the first step where the paper's init first idles.
 _ONE_BIAS_LAYERS = ('conv2', 'conv4', 'conv5', 'fc6', 'fc7')
+INITIALIZATIONS = ('paper', 'he')
 
 
-def _bias_init(name: str):
-  return nn.initializers.ones if name in _ONE_BIAS_LAYERS else nn.initializers.zeros
+def _initializers(init: str, name: str):
+  if init == 'he':
+    return nn.initializers.he_normal(), nn.initializers.zeros
+  if init == 'paper':
+    bias = nn.initializers.ones if name in _ONE_BIAS_LAYERS else nn.initializers.zeros
+    return nn.initializers.normal(stddev=0.01), bias
+  raise ValueError(f"unknown model.initialization '{init}'; known: {', '.join(INITIALIZATIONS)}")
 
 
 @register('alexnet')
@@ -35,6 +41,7 @@ class AlexNet(nn.Module):
   lrn: bool = True
   overlapping_pool: bool = True  # 3x3 stride-2 pooling; False gives the 2x2 stride-2 ablation
   activation: str = 'relu'
+  initialization: str = 'paper'
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -43,10 +50,10 @@ class AlexNet(nn.Module):
     window = 3 if self.overlapping_pool else 2
 
     def conv(x, name, features, kernel, stride=1, padding=0, grouped=True):
-      return act(nn.Conv(features, (kernel, kernel), strides=stride, padding=padding,
-                         feature_group_count=self.towers if grouped else 1,
-                         kernel_init=_WEIGHT_INIT, bias_init=_bias_init(name),
-                         dtype=self.dtype, name=name)(x))
+      kernel_init, bias_init = _initializers(self.initialization, name)
+      return act(GroupedConv(features, (kernel, kernel), groups=self.towers if grouped else 1,
+                             strides=stride, padding=padding, kernel_init=kernel_init,
+                             bias_init=bias_init, dtype=self.dtype, name=name)(x))
 
     def normalize_and_pool(x):
       if self.lrn:
@@ -54,8 +61,9 @@ class AlexNet(nn.Module):
       return nn.max_pool(x, (window, window), strides=(2, 2))
 
     def dense(x, name, features):
-      return nn.Dense(features, kernel_init=_WEIGHT_INIT, bias_init=_bias_init(name),
-                      dtype=self.dtype, name=name)(x)
+      kernel_init, bias_init = _initializers(self.initialization, name)
+      return nn.Dense(features, kernel_init=kernel_init, bias_init=bias_init, dtype=self.dtype,
+                      name=name)(x)
 
     x = x.astype(self.dtype)
     x = normalize_and_pool(conv(x, 'conv1', self.widths[0], 11, stride=4, grouped=False))
