@@ -1,4 +1,4 @@
-"""AlexNet. Default: the paper's ImageNet setup. Presets: digits, cifar10, imagenette.
+"""AlexNet. Default: the paper's ImageNet setup. Presets: torchvision, digits, cifar10, imagenette.
 
 The default follows Krizhevsky et al. (2012): 227x227, batch 128, SGD lr 0.01 with momentum
 0.9 and weight decay 5e-4, dropout 0.5, LRN, overlapping pooling, about 90 epochs, lr / 10
@@ -9,7 +9,7 @@ initialization (see below).
 
 from jaxcnn.defaults import base_config, parse_preset
 
-PRESETS = ('default', 'digits', 'cifar10', 'imagenette')
+PRESETS = ('default', 'torchvision', 'digits', 'cifar10', 'imagenette')
 
 
 def get_config(arg=None):
@@ -17,6 +17,8 @@ def get_config(arg=None):
   config = base_config()
   config.model.name = 'alexnet'
   config.model.towers = 2
+  config.model.widths = (96, 256, 384, 384, 256)
+  config.model.conv1_padding = 0
   config.model.dropout_rate = 0.5
   config.model.lrn = True
   config.model.overlapping_pool = True
@@ -36,6 +38,12 @@ def get_config(arg=None):
   config.optimizer.plateau_min_scale = 1e-3
   config.checkpoint.every_steps = 5000
 
+  if preset == 'torchvision':  # the widely used single-tower layout, at 224x224
+    config.model.widths = (64, 192, 384, 256, 256)
+    config.model.towers = 1
+    config.model.conv1_padding = 2
+    config.model.lrn = False
+    config.data.image_size = 224
   if preset in ('cifar10', 'imagenette'):
     config.data.name = preset
     config.train.num_epochs = 60

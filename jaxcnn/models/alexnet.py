@@ -4,6 +4,9 @@ The paper trained two towers on two GPUs. Here the towers are convolution groups
 and conv5 have `feature_group_count=towers`, so each tower's filters read only its own half of
 the channels, and LRN normalizes within a tower. conv3 and the dense layers read both towers.
 At 227x227 with 1000 classes this is 60,965,224 parameters; `towers=1` gives the ungrouped net.
+torchvision's layout (64/192/384/256/256, one tower, conv1 padded by 2, no LRN, 224x224) is
+the same module with other fields: 61,100,840 parameters. (torchvision also moves dropout
+onto the inputs of fc6 and fc7 rather than their outputs; here it stays where the paper put it.)
 """
 
 from collections.abc import Sequence
@@ -36,6 +39,7 @@ class AlexNet(nn.Module):
   num_classes: int = 1000
   widths: Sequence[int] = (96, 256, 384, 384, 256)
   towers: int = 2
+  conv1_padding: int = 0  # torchvision's single-tower layout pads 2 and takes 224x224 input
   hidden_units: int = 4096
   dropout_rate: float = 0.5
   lrn: bool = True
@@ -66,7 +70,8 @@ class AlexNet(nn.Module):
                       name=name)(x)
 
     x = x.astype(self.dtype)
-    x = normalize_and_pool(conv(x, 'conv1', self.widths[0], 11, stride=4, grouped=False))
+    x = normalize_and_pool(conv(x, 'conv1', self.widths[0], 11, stride=4, padding=self.conv1_padding,
+                                grouped=False))
     x = normalize_and_pool(conv(x, 'conv2', self.widths[1], 5, padding=2))
     x = conv(x, 'conv3', self.widths[2], 3, padding=1, grouped=False)
     x = conv(x, 'conv4', self.widths[3], 3, padding=1)
