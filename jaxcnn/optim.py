@@ -7,6 +7,7 @@ the learning rate inside the trace means a schedule change does not rescale the 
 already accumulated, exactly as in the paper's equation.
 """
 
+import jax
 import optax
 
 SCHEDULES = ('constant', 'multistep', 'plateau', 'cosine')
@@ -39,5 +40,6 @@ def create_optimizer(opt, schedule: optax.Schedule, steps_per_eval: int):
 
 def current_learning_rate(schedule: optax.Schedule, opt_state, step) -> float:
   """The learning rate the next step uses: the schedule times any plateau reduction."""
-  scale = optax.tree_utils.tree_get(opt_state, 'scale', default=1.0)
-  return float(schedule(step) * scale)
+  is_plateau = lambda node: isinstance(node, optax.contrib.ReduceLROnPlateauState)
+  plateaus = [s for s in jax.tree.leaves(opt_state, is_leaf=is_plateau) if is_plateau(s)]
+  return float(schedule(step) * (plateaus[0].scale if plateaus else 1.0))
