@@ -28,6 +28,7 @@ def base_config() -> config_dict.ConfigDict:
   config.train.num_steps = 0  # > 0 overrides num_epochs
   config.train.log_every_steps = 50
   config.train.label_smoothing = 0.0
+  config.train.aux_loss_weights = ()  # weights of the auxiliary heads' losses, in output order
 
   config.optimizer = config_dict.ConfigDict()
   config.optimizer.learning_rate = 0.01
@@ -50,6 +51,14 @@ def base_config() -> config_dict.ConfigDict:
   config.checkpoint = config_dict.ConfigDict()
   config.checkpoint.every_steps = 500
   config.checkpoint.keep = 3
+
+  # Several processes (hosts): JAX's multi-controller runtime. With no coordinator address,
+  # processes started by SLURM (srun, several tasks) or on a multi-host TPU slice find each
+  # other by themselves; a single process needs nothing.
+  config.distributed = config_dict.ConfigDict()
+  config.distributed.coordinator_address = ''  # host:port of process 0
+  config.distributed.num_processes = 1
+  config.distributed.process_id = 0
 
   config.mesh = config_dict.ConfigDict()
   config.mesh.data = -1  # -1: every device not used by the model axis

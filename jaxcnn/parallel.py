@@ -1,10 +1,32 @@
-"""The ('data', 'model') device mesh, and placing the train state and batches on it."""
+"""The ('data', 'model') device mesh, and placing the train state and batches on it.
+
+Every model is data parallel: the batch is split over `data` and the train step is one
+`jax.jit` program, so batch-norm statistics are those of the global batch. A model that can
+split itself over `model` (AlexNet's towers) says how with a `partition_specs(params)` method
+and runs under `jax.shard_map`; its parameters and their optimizer state live split too.
+"""
+
+import os
 
 import jax
 import numpy as np
+import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxcnn.errors import UserError
+
+
+def initialize_distributed(distributed) -> None:
+  """Starts JAX's multi-controller runtime when the config or the environment asks for it.
+
+  Must run before anything touches a JAX device.
+  """
+  if distributed.coordinator_address:
+    jax.distributed.initialize(distributed.coordinator_address, distributed.num_processes,
+                               distributed.process_id)
+  elif (int(os.environ.get('SLURM_NTASKS', '1')) > 1
+        or len(os.environ.get('TPU_WORKER_HOSTNAMES', '').split(',')) > 1):
+    jax.distributed.initialize()  # reads SLURM's or the TPU slice's environment
 
 
 def make_mesh(data: int, model: int) -> Mesh:
@@ -18,6 +40,44 @@ def make_mesh(data: int, model: int) -> Mesh:
     raise UserError(f'mesh.data={data} x mesh.model={model} needs {max(data, 1) * model} devices '
                     f'but {len(devices)} are present; lower the mesh sizes')
   return Mesh(np.asarray(devices[:data * model]).reshape(data, model), ('data', 'model'))
+
+
+def model_apply(model, mesh: Mesh):
+  """`model.apply`; on a mesh whose model axis is > 1, the same under `jax.shard_map`, each
+  device running its part of the model with its slice of the parameters."""
+  if mesh.shape['model'] == 1:
+    return model.apply
+  local = model.clone(mesh_axes=('data', 'model'))
+
+  def apply(variables, images, train=False, rngs=None, mutable=False):
+    specs = {name: model.partition_specs(tree) if name == 'params' else P()
+             for name, tree in variables.items()}
+
+    def local_apply(variables, images, rngs):
+      return local.apply(variables, images, train=train, rngs=rngs, mutable=mutable)
+
+    return jax.shard_map(local_apply, mesh=mesh, in_specs=(specs, P('data'), P()),
+                         out_specs=(P('data'), P()) if mutable else P('data'))(
+                             variables, images, rngs or {})
+
+  return apply
+
+
+def state_shardings(state, model, mesh: Mesh):
+  """Shardings of a TrainState: parameters, and the optimizer state that mirrors them, split
+  as the model asks on the model axis (else replicated); everything else replicated."""
+  replicated = NamedSharding(mesh, P())
+  if mesh.shape['model'] > 1:
+    param_shardings = jax.tree.map(lambda spec: NamedSharding(mesh, spec),
+                                   model.partition_specs(state.params),
+                                   is_leaf=lambda x: isinstance(x, P))
+  else:
+    param_shardings = jax.tree.map(lambda _: replicated, state.params)
+  opt_shardings = optax.tree_utils.tree_map_params(
+      state.tx, lambda _, sharding: sharding, state.opt_state, param_shardings,
+      transform_non_params=lambda _: replicated)
+  return jax.tree.map(lambda _: replicated, state).replace(
+      params=param_shardings, opt_state=opt_shardings)
 
 
 def replicate(tree, mesh: Mesh):

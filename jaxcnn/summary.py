@@ -72,7 +72,8 @@ _CALLS = ('pjit', 'jit', 'closed_call', 'core_call', 'custom_jvp_call', 'custom_
           'custom_vjp_call_jaxpr', 'remat', 'checkpoint')
 
 
-def _subjaxprs(eqn):
+def called_jaxprs(eqn):
+  """The sub-jaxprs that a call-like eqn (jit, custom derivative, remat) runs."""
   if eqn.primitive.name not in _CALLS:
     return
   for value in eqn.params.values():
@@ -88,7 +89,7 @@ def _walk(jaxpr, fields: dict, prefix: str, visit) -> None:
     path = '/'.join(p for p in (prefix, str(eqn.source_info.name_stack)) if p)
     inputs = [fields.get(v) for v in eqn.invars if isinstance(v, jax_core.Var)]
     known = [f for f in inputs if f is not None]
-    subs = list(_subjaxprs(eqn))
+    subs = list(called_jaxprs(eqn))
     if subs:
       for sub in subs:
         sub_fields = {inner: fields.get(outer) if isinstance(outer, jax_core.Var) else None

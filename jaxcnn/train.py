@@ -4,6 +4,7 @@
 checkpoint in `workdir`, and returns the final eval metrics.
 """
 
+import dataclasses
 import functools
 import json
 import os
@@ -14,11 +15,12 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax.training import train_state
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxcnn import data as input_data
 from jaxcnn import optim, parallel, validate
 from jaxcnn.checkpoint import Checkpoints
-from jaxcnn.models import create_model
+from jaxcnn.errors import UserError
 from jaxcnn.reporting import Reporter, read_metrics
 
 
@@ -28,11 +30,12 @@ class TrainState(train_state.TrainState):
   eval_error: jax.Array  # latest eval top-1 error: what the plateau schedule watches
 
 
-def create_train_state(config, model, tx, input_shape) -> TrainState:
+def create_train_state(config, model, tx, input_shape, apply_fn=None) -> TrainState:
+  """A fresh state; `apply_fn` (default `model.apply`) is how train and eval steps run it."""
   init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
   variables = jax.jit(functools.partial(model.init, train=False))(init_key, jnp.zeros(input_shape))
   return TrainState.create(
-      apply_fn=model.apply, params=variables['params'], tx=tx,
+      apply_fn=apply_fn or model.apply, params=variables['params'], tx=tx,
       batch_stats=variables.get('batch_stats', {}),
       dropout_key=jax.random.key_data(dropout_key), eval_error=jnp.ones((), jnp.float32))
 
@@ -43,19 +46,39 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0) -> jax.Array:
   return optax.softmax_cross_entropy(logits, targets)
 
 
+def classification_loss(outputs, labels, label_smoothing: float = 0.0,
+                        aux_loss_weights: tuple[float, ...] = ()):
+  """Mean cross-entropy of the main logits plus weight x that of each auxiliary head.
+
+  `outputs` is the logits array, or (main, aux1, ...) from a model with auxiliary heads in
+  training. Returns (loss, main logits).
+  """
+  main, *aux = outputs if isinstance(outputs, tuple) else (outputs,)
+  if len(aux) != len(aux_loss_weights):
+    raise UserError(f'the model returns {len(aux)} auxiliary output(s) in training but '
+                    f'train.aux_loss_weights={tuple(aux_loss_weights)} has '
+                    f'{len(aux_loss_weights)} weight(s); give one weight per auxiliary head')
+  loss = cross_entropy(main, labels, label_smoothing).mean()
+  for weight, logits in zip(aux_loss_weights, aux):
+    loss += weight * cross_entropy(logits, labels, label_smoothing).mean()
+  return loss, main
+
+
 def top_k_correct(logits, labels, k: int) -> jax.Array:
   k = min(k, logits.shape[-1])
   return jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1)
 
 
-def train_step(state: TrainState, batch, label_smoothing: float):
+def train_step(state: TrainState, batch, label_smoothing: float,
+               aux_loss_weights: tuple[float, ...] = ()):
   dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state.dropout_key), state.step)
 
   def loss_fn(params):
-    logits, updates = state.apply_fn(
+    outputs, updates = state.apply_fn(
         {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
         rngs={'dropout': dropout_key}, mutable=['batch_stats'])
-    loss = cross_entropy(logits, batch['label'], label_smoothing).mean()
+    loss, logits = classification_loss(outputs, batch['label'], label_smoothing,
+                                       aux_loss_weights)
     return loss, (logits, updates.get('batch_stats', {}))
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -97,12 +120,26 @@ def _final_line(record: dict, workdir: str) -> str:
           f"{record['num_examples']} examples, step {record['step']}); workdir {workdir}")
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
+@dataclasses.dataclass
+class Setup:
+  """Everything a run derives from its config before the first step."""
+  mesh: Any
+  data: Any
+  schedule: Any
+  state: TrainState  # freshly initialized, placed on the mesh
+  shardings: TrainState  # of `state`
+  total_steps: int
+  steps_per_eval: int
+  eval_step: Any  # jit-compiled eval_step
+
+
+def setup(config) -> Setup:
   validate.check_config(config)
+  parallel.initialize_distributed(config.distributed)
   mesh = parallel.make_mesh(config.mesh.data, config.mesh.model)
   validate.check_batch_sizes(config, mesh.shape['data'], jax.process_count())
   data = input_data.create(config)
-  model = create_model(config.model, data.num_classes)
+  model = validate.build_model(config, data.num_classes, mesh)
   input_shape = (1, config.data.image_size, config.data.image_size, data.channels)
   validate.check_input_size(model, input_shape)
 
@@ -110,8 +147,28 @@ def train_and_evaluate(config, workdir: str) -> dict:
   steps_per_eval = config.eval.every_steps or data.steps_per_epoch
   schedule = optim.learning_rate_schedule(config.optimizer, total_steps, data.steps_per_epoch)
   tx = optim.create_optimizer(config.optimizer, schedule, steps_per_eval)
-  state = parallel.replicate(create_train_state(config, model, tx, input_shape), mesh)
+  state = create_train_state(config, model, tx, input_shape, parallel.model_apply(model, mesh))
+  shardings = parallel.state_shardings(state, model, mesh)
+  eval_step_fn = jax.jit(eval_step, in_shardings=(shardings, NamedSharding(mesh, P('data'))))
+  return Setup(mesh, data, schedule, jax.device_put(state, shardings), shardings, total_steps,
+               steps_per_eval, eval_step_fn)
 
+
+def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
+  """Eval metrics of the checkpoint at `step` (default: latest) of `workdir`, on the mesh
+  and processes that `config` gives, whichever mesh wrote it."""
+  run = setup(config)
+  checkpoints = Checkpoints(workdir, config.checkpoint.keep)
+  state = checkpoints.restore(run.state, step)
+  checkpoints.close()
+  return {'step': int(state.step), 'split': 'eval',
+          **evaluate(run.eval_step, state, run.data, run.mesh)}
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  run = setup(config)
+  mesh, data, state, shardings, total_steps = (run.mesh, run.data, run.state, run.shardings,
+                                               run.total_steps)
   os.makedirs(workdir, exist_ok=True)
   checkpoints = Checkpoints(workdir, config.checkpoint.keep)
   latest = checkpoints.latest_step()
@@ -132,9 +189,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   reporter = Reporter(workdir, total_steps, start_step)
   reporter.print(f'{"resuming from checkpoint at step " + str(start_step) if start_step else "starting"}'
                  f' of {total_steps} ({data.steps_per_epoch} steps per epoch) in {workdir}')
-  train_step_fn = jax.jit(functools.partial(train_step, label_smoothing=config.train.label_smoothing),
-                          donate_argnums=0)
-  eval_step_fn = jax.jit(eval_step)
+  train_step_fn = jax.jit(
+      functools.partial(train_step, label_smoothing=config.train.label_smoothing,
+                        aux_loss_weights=tuple(config.train.aux_loss_weights)),
+      in_shardings=(shardings, NamedSharding(mesh, P('data'))), out_shardings=(shardings, None),
+      donate_argnums=0)
   batches = parallel.prefetch_to_mesh(data.train_batches(start_step), mesh)
   summed, summed_steps, timer, paused = None, 0, time.perf_counter(), 0.0
 
@@ -148,14 +207,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
       means = {k: float(v) / summed_steps for k, v in jax.device_get(summed).items()}
       seconds = time.perf_counter() - timer - paused
       reporter.write({'step': step, 'split': 'train', **means,
-                      'learning_rate': optim.current_learning_rate(schedule, state.opt_state, step),
+                      'learning_rate': optim.current_learning_rate(run.schedule, state.opt_state, step),
                       'images_per_sec': summed_steps * config.train.batch_size / seconds,
                       'epoch': step / data.steps_per_epoch})
       summed, summed_steps, timer, paused = None, 0, time.perf_counter(), 0.0
 
     pause_start = time.perf_counter()
-    if step % steps_per_eval == 0 or step == total_steps:
-      final = {'step': step, 'split': 'eval', **evaluate(eval_step_fn, state, data, mesh)}
+    if step % run.steps_per_eval == 0 or step == total_steps:
+      final = {'step': step, 'split': 'eval', **evaluate(run.eval_step, state, data, mesh)}
       reporter.write(final)
       state = state.replace(eval_error=parallel.replicate(jnp.float32(1 - final['top1']), mesh))
     if step % config.checkpoint.every_steps == 0 or step == total_steps:

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 from jaxcnn import optim
 from jaxcnn.data.datasets import DATASETS
 from jaxcnn.errors import UserError
-from jaxcnn.models import model_class
+from jaxcnn.models import create_model, model_class
+from jaxcnn.summary import called_jaxprs
 
 _LARGEST_INPUT_TRIED = 1024
 
@@ -48,8 +49,6 @@ def check_config(config) -> None:
   _require(0 <= dropout < 1, f'model.dropout_rate={dropout} must be in [0, 1)')
   _require(config.eval.crops == 1, f'eval.crops={config.eval.crops}: only 1 (whole image) is '
            'implemented so far; set --config.eval.crops=1')
-  _require(config.mesh.model == 1, f'mesh.model={config.mesh.model}: model parallelism is not '
-           'implemented yet; set --config.mesh.model=1')
 
 
 def check_batch_sizes(config, data_devices: int, process_count: int) -> None:
@@ -61,22 +60,53 @@ def check_batch_sizes(config, data_devices: int, process_count: int) -> None:
              f'{process_count} processes; use a multiple of {data_devices * process_count}')
 
 
-def _accepts(model, size: int, channels: int) -> bool:
-  """Whether the model runs on size x size inputs with no layer left empty."""
+def build_model(config, num_classes: int, mesh):
+  """The configured model, checked against the mesh it will be split over."""
   try:
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, channels))))
-  except Exception:  # noqa: BLE001  (shape errors of any layer mean "too small")
-    return False
-  return all(0 not in leaf.shape for leaf in jax.tree.leaves(shapes))
+    model = create_model(config.model, num_classes)
+  except (ValueError, TypeError) as e:
+    raise UserError(f"cannot build model '{config.model.name}': {e}") from None
+  split = mesh.shape['model']
+  if split > 1:
+    _require(hasattr(model, 'partition_specs'),
+             f"mesh.model={split}: model '{config.model.name}' has no model-parallel layout "
+             '(only alexnet splits its towers over devices); set --config.mesh.model=1')
+    towers = getattr(model, 'towers', 1)
+    _require(towers % split == 0, f'mesh.model={split} must divide model.towers={towers}: '
+             'each device holds whole towers')
+  return model
+
+
+def _all_shapes(jaxpr):
+  for eqn in jaxpr.eqns:
+    yield from (v.aval.shape for v in eqn.outvars)
+    for sub in called_jaxprs(eqn):
+      yield from _all_shapes(sub)
+
+
+def _why_not(model, size: int, channels: int) -> str | None:
+  """None if the model runs on size x size inputs and no activation is empty, else why not."""
+  x = jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32)
+  try:
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
+    jaxpr = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x).jaxpr
+  except Exception as e:  # noqa: BLE001  (any layer's shape error)
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+  shapes = [leaf.shape for leaf in jax.tree.leaves(variables)] + list(_all_shapes(jaxpr))
+  return 'a layer output is empty' if any(0 in shape for shape in shapes) else None
 
 
 def check_input_size(model, input_shape) -> None:
   _, size, _, channels = input_shape
-  if _accepts(model, size, channels):
+  reason = _why_not(model, size, channels)
+  if reason is None:
     return
+  name = model.__class__.__name__
+  if _why_not(model, _LARGEST_INPUT_TRIED, channels) is not None:  # not a matter of size
+    raise UserError(f"model '{name}' cannot run on {size}x{size} inputs: {reason}")
   low, high = size, _LARGEST_INPUT_TRIED  # smallest accepted size lies in (low, high]
   while high - low > 1:
     middle = (low + high) // 2
-    low, high = (low, middle) if _accepts(model, middle, channels) else (middle, high)
-  raise UserError(f"data.image_size={size} is too small for model '{model.__class__.__name__}': "
-                  f'the smallest input it accepts is {high}x{high}')
+    low, high = (low, middle) if _why_not(model, middle, channels) is None else (middle, high)
+  raise UserError(f"data.image_size={size} is too small for model '{name}': the smallest input "
+                  f'it accepts is {high}x{high}')

@@ -15,6 +15,7 @@ EVAL_EXAMPLES = 10_000
 
 
 class SyntheticData:
+  """This process's rows of a fixed random global batch (the same for any process count)."""
 
   def __init__(self, config, process_index: int, process_count: int):
     self.spec = dataset_spec('synthetic')
@@ -22,26 +23,31 @@ class SyntheticData:
     self.channels = self.spec.channels
     self.steps_per_epoch = TRAIN_EXAMPLES // config.train.batch_size
     self.eval_examples = EVAL_EXAMPLES
-    self.local_eval_examples = EVAL_EXAMPLES // process_count
-    self.eval_batch = config.eval.batch_size // process_count
-    self.eval_steps = math.ceil(self.local_eval_examples / self.eval_batch)
-    rng = np.random.default_rng([config.seed, process_index])
+    self.eval_steps = math.ceil(EVAL_EXAMPLES / config.eval.batch_size)
+    rng = np.random.default_rng(config.seed)
     size = config.data.image_size
 
-    def random_batch(n):
-      return {'image': rng.standard_normal((n, size, size, self.channels), np.float32),
-              'label': rng.integers(0, self.num_classes, n, dtype=np.int32)}
+    def own_rows(global_batch: int):
+      local = global_batch // process_count
+      rows = slice(process_index * local, (process_index + 1) * local)
+      batch = {'image': rng.standard_normal((global_batch, size, size, self.channels), np.float32),
+               'label': rng.integers(0, self.num_classes, global_batch, dtype=np.int32),
+               'row': np.arange(global_batch)}
+      return {key: value[rows] for key, value in batch.items()}
 
-    self.train_batch = random_batch(config.train.batch_size // process_count)
-    self.eval_batch_data = random_batch(self.eval_batch)
+    self.train_batch = own_rows(config.train.batch_size)
+    self.eval_batch = own_rows(config.eval.batch_size)
+    self.global_eval_batch = config.eval.batch_size
 
   def train_batches(self, start_step: int = 0):
     del start_step  # every batch is the same
+    batch = {key: self.train_batch[key] for key in ('image', 'label')}
     while True:
-      yield self.train_batch
+      yield batch
 
   def eval_batches(self):
-    """`eval_steps` batches; the examples past this process's share are masked out."""
+    """`eval_steps` batches; the rows past the end of the eval set are masked out."""
+    rows = self.eval_batch['row']
     for step in range(self.eval_steps):
-      index = step * self.eval_batch + np.arange(self.eval_batch)
-      yield {**self.eval_batch_data, 'mask': index < self.local_eval_examples}
+      yield {'image': self.eval_batch['image'], 'label': self.eval_batch['label'],
+             'mask': step * self.global_eval_batch + rows < EVAL_EXAMPLES}

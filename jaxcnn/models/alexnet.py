@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
 from jaxcnn.models import register
 from jaxcnn.models.layers import GroupedConv, LocalResponseNorm, activation
@@ -36,6 +37,15 @@ def _initializers(init: str, name: str):
 
 @register('alexnet')
 class AlexNet(nn.Module):
+  """AlexNet; with `mesh_axes` set it is one device's part of the paper's two-GPU split.
+
+  Run under `jax.shard_map` over a (data, model) mesh (jaxcnn/parallel.py), each device of the
+  model axis holds `towers / model-axis size` towers: the output channels of every conv, fc6
+  and fc7 are split by tower (fc8 is whole on every device). Activations cross the model axis
+  only where the paper's GPUs exchanged them, before conv3, fc6, fc7 and fc8; conv2, conv4 and
+  conv5 read their own tower alone. Parameters keep the single-device layout, so a checkpoint
+  moves between meshes unchanged.
+  """
   num_classes: int = 1000
   widths: Sequence[int] = (96, 256, 384, 384, 256)
   towers: int = 2
@@ -46,22 +56,31 @@ class AlexNet(nn.Module):
   overlapping_pool: bool = True  # 3x3 stride-2 pooling; False gives the 2x2 stride-2 ablation
   activation: str = 'relu'
   initialization: str = 'paper'
+  mesh_axes: tuple[str, str] | None = None  # (data, model) axis names inside shard_map
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     act = activation(self.activation)
     window = 3 if self.overlapping_pool else 2
+    split = jax.lax.axis_size(self.mesh_axes[1]) if self.mesh_axes else 1
+    local_towers = self.towers // split
+
+    def gather(x):  # every tower's channels, for a layer that reads both towers
+      if not self.mesh_axes:
+        return x
+      return jax.lax.all_gather(x, self.mesh_axes[1], axis=x.ndim - 1, tiled=True)
 
     def conv(x, name, features, kernel, stride=1, padding=0, grouped=True):
       kernel_init, bias_init = _initializers(self.initialization, name)
-      return act(GroupedConv(features, (kernel, kernel), groups=self.towers if grouped else 1,
-                             strides=stride, padding=padding, kernel_init=kernel_init,
-                             bias_init=bias_init, dtype=self.dtype, name=name)(x))
+      return act(GroupedConv(features // split, (kernel, kernel),
+                             groups=local_towers if grouped else 1, strides=stride,
+                             padding=padding, kernel_init=kernel_init, bias_init=bias_init,
+                             dtype=self.dtype, name=name)(x))
 
     def normalize_and_pool(x):
       if self.lrn:
-        x = LocalResponseNorm(groups=self.towers)(x)
+        x = LocalResponseNorm(groups=local_towers)(x)
       return nn.max_pool(x, (window, window), strides=(2, 2))
 
     def dense(x, name, features):
@@ -69,16 +88,46 @@ class AlexNet(nn.Module):
       return nn.Dense(features, kernel_init=kernel_init, bias_init=bias_init, dtype=self.dtype,
                       name=name)(x)
 
+    def dropout(x):
+      """Dropout whose mask is the slice of the single-device mask that this device holds."""
+      if not train or self.dropout_rate == 0:
+        return x
+      keep = 1.0 - self.dropout_rate
+      key = self.make_rng('dropout')
+      if not self.mesh_axes:
+        mask = jax.random.bernoulli(key, keep, x.shape)
+      else:
+        data, model = self.mesh_axes
+        rows, columns = x.shape
+        whole = jax.random.bernoulli(
+            key, keep, (rows * jax.lax.axis_size(data), columns * jax.lax.axis_size(model)))
+        mask = jax.lax.dynamic_slice(
+            whole, (jax.lax.axis_index(data) * rows, jax.lax.axis_index(model) * columns), x.shape)
+      return jnp.where(mask, x / keep, 0).astype(x.dtype)
+
     x = x.astype(self.dtype)
-    x = normalize_and_pool(conv(x, 'conv1', self.widths[0], 11, stride=4, padding=self.conv1_padding,
-                                grouped=False))
+    x = conv(x, 'conv1', self.widths[0], 11, stride=4, padding=self.conv1_padding, grouped=False)
+    x = normalize_and_pool(x)
     x = normalize_and_pool(conv(x, 'conv2', self.widths[1], 5, padding=2))
-    x = conv(x, 'conv3', self.widths[2], 3, padding=1, grouped=False)
+    x = conv(gather(x), 'conv3', self.widths[2], 3, padding=1, grouped=False)
     x = conv(x, 'conv4', self.widths[3], 3, padding=1)
     x = conv(x, 'conv5', self.widths[4], 3, padding=1)
     x = nn.max_pool(x, (window, window), strides=(2, 2))
-    x = x.reshape(x.shape[0], -1)
-    for name in ('fc6', 'fc7'):
-      x = act(dense(x, name, self.hidden_units))
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return dense(x, 'fc8', self.num_classes).astype(jnp.float32)
+    x = gather(x).reshape(x.shape[0], -1)
+    x = dropout(act(dense(x, 'fc6', self.hidden_units // split)))
+    x = dropout(act(dense(gather(x), 'fc7', self.hidden_units // split)))
+    logits = dense(gather(x), 'fc8', self.num_classes)
+    if self.mesh_axes:
+      # Every device computed the same logits. shard_map cannot infer that through all_gather;
+      # pmean states it (x + x) / 2 = x exactly, and gives each device 1/M of the cotangent.
+      logits = jax.lax.pmean(logits, self.mesh_axes[1])
+    return logits.astype(jnp.float32)
+
+  def partition_specs(self, params, model_axis: str = 'model'):
+    """How the towers split the parameters over the model axis: by output channel, except
+    fc8, which every device holds whole."""
+    def spec(path, leaf):
+      if path[0].key == 'fc8':
+        return P()
+      return P(*([None] * (leaf.ndim - 1)), model_axis)
+    return jax.tree_util.tree_map_with_path(spec, params)
