@@ -32,7 +32,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     return remaining
   except (KeyError, AttributeError) as e:  # how config_flags reports an override of no key
     key = str(e.args[0]).strip('\'"')
-    overrides = [a.split('=')[0][2:] for a in argv
+    overrides = [a.split('=')[0][len('--config.'):] for a in argv
                  if a.startswith('--config.') and key in a.split('=')[0].split('.')]
     fail(f"unknown config key '{overrides[0] if overrides else key}': the config file has no "
          'such key; check its spelling')

@@ -17,8 +17,11 @@ def learning_rate_schedule(opt, total_steps: int, steps_per_epoch: int) -> optax
   if opt.schedule in ('constant', 'plateau'):
     return optax.constant_schedule(opt.learning_rate)
   if opt.schedule == 'multistep':
-    return optax.piecewise_constant_schedule(
-        opt.learning_rate, {round(m * total_steps): opt.decay_factor for m in opt.milestones})
+    factors = {}  # milestones that round to one step (a short run) compound there
+    for milestone in opt.milestones:
+      step = round(milestone * total_steps)
+      factors[step] = factors.get(step, 1.0) * opt.decay_factor
+    return optax.piecewise_constant_schedule(opt.learning_rate, factors)
   if opt.schedule == 'cosine':
     warmup_steps = round(opt.warmup_epochs * steps_per_epoch)
     return optax.warmup_cosine_decay_schedule(0.0, opt.learning_rate, warmup_steps, total_steps)

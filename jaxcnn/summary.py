@@ -136,10 +136,22 @@ def summarize(model, input_shape) -> dict:
   jaxpr = closed.jaxpr
   image = jaxpr.invars[-1]
   param_counts = _param_counts(variables['params'])
+  modules = {'/'.join(path.split('/')[:i + 1]) for path in param_counts
+             for i in range(path.count('/') + 1)}
   layers: dict[str, Layer] = {}
 
+  def module_path(name_stack: str) -> str:
+    """The module path in the variables of a name stack, without the root module and the
+    scopes of anything but submodules (method names such as a block's `residual`, jit)."""
+    path = ''
+    for part in name_stack.split('/')[1:]:
+      candidate = f'{path}/{part}' if path else part
+      if candidate in modules:
+        path = candidate
+    return path
+
   def visit(eqn, path, field, macs):
-    module = path.split('/', 1)[1] if '/' in path else ''
+    module = module_path(path)
     name = eqn.primitive.name
     if name in _POOLS and eqn.invars[0].aval.ndim == 4 and eqn.params['window_dimensions'][1] > 1:
       row = f'{module}/{_POOLS[name]}' if module else _POOLS[name]
@@ -217,6 +229,11 @@ def load_config_module(path: str):
   return module
 
 
+def _gmacs(macs: int) -> str:
+  gmacs = macs / 1e9
+  return f'{gmacs:.3f}' if gmacs >= 0.01 else f'{gmacs:.2g}'
+
+
 def model_table(config_dir: str) -> str:
   """The README's model table: every preset of every config file in `config_dir`."""
   lines = ['| config | model | dataset | input | params | GMACs | torchvision top-1 / top-5 |',
@@ -229,7 +246,7 @@ def model_table(config_dir: str) -> str:
       key = f'{os.path.basename(path)}:{preset}'
       size = config.data.image_size
       lines.append(f"| `{key}` | {config.model.name} | {config.data.name} | {size}x{size} | "
-                   f"{summary['params']:,} | {summary['macs'] / 1e9:.3f} | "
+                   f"{summary['params']:,} | {_gmacs(summary['macs'])} | "
                    f"{REFERENCE_ACCURACY.get(key, '-')} |")
   return '\n'.join(lines)
 

@@ -174,9 +174,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   latest = checkpoints.latest_step()
   if latest is not None and latest >= total_steps:
     checkpoints.close()
-    final = [r for r in read_metrics(workdir) if r['split'] == 'eval'][-1]
+    evals = [r for r in read_metrics(workdir) if r['split'] == 'eval']
+    final = evals[-1] if evals else {}
     print(f'run already finished at step {latest} of {total_steps}; nothing to do. '
-          + _final_line(final, workdir))
+          + (_final_line(final, workdir) if final else f'workdir {workdir}'))
     return final
   if latest is None:
     if jax.process_index() == 0:
@@ -212,12 +213,16 @@ def train_and_evaluate(config, workdir: str) -> dict:
                       'epoch': step / data.steps_per_epoch})
       summed, summed_steps, timer, paused = None, 0, time.perf_counter(), 0.0
 
+    evaluating = step % run.steps_per_eval == 0 or step == total_steps
+    saving = step % config.checkpoint.every_steps == 0 or step == total_steps
+    if evaluating or saving:  # not counted as training time, once queued steps have finished
+      jax.block_until_ready(state)
     pause_start = time.perf_counter()
-    if step % run.steps_per_eval == 0 or step == total_steps:
+    if evaluating:
       final = {'step': step, 'split': 'eval', **evaluate(run.eval_step, state, data, mesh)}
       reporter.write(final)
       state = state.replace(eval_error=parallel.replicate(jnp.float32(1 - final['top1']), mesh))
-    if step % config.checkpoint.every_steps == 0 or step == total_steps:
+    if saving:
       checkpoints.save(state)
     paused += time.perf_counter() - pause_start
 

@@ -7,7 +7,9 @@ TensorFlow, so `synthetic` runs where TensorFlow is not installed.
 
 import jax
 
-from jaxcnn.data.datasets import DATASETS, dataset_spec  # noqa: F401
+from jaxcnn.data.datasets import (  # noqa: F401
+    DATASETS, OFFLINE_BUILDERS, dataset_spec, not_prepared_error)
+from jaxcnn.errors import UserError
 
 
 def create(config, process_index: int | None = None, process_count: int | None = None):
@@ -16,5 +18,10 @@ def create(config, process_index: int | None = None, process_count: int | None =
   if config.data.name == 'synthetic':
     from jaxcnn.data.synthetic import SyntheticData
     return SyntheticData(config, process_index, process_count)
+  name = config.data.name
+  if name not in OFFLINE_BUILDERS and not config.data.download:
+    problem = not_prepared_error(name, config.data.data_dir)  # before TensorFlow's slow import
+    if problem:
+      raise UserError(problem)
   from jaxcnn.data.pipeline import TfdsData
   return TfdsData(config, process_index, process_count)

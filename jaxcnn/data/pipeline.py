@@ -10,40 +10,34 @@ the real examples.
 """
 
 import math
-import os
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from jaxcnn.data import digits  # noqa: F401  (registers the offline `digits` builder)
-from jaxcnn.data.datasets import dataset_spec
+from jaxcnn.data.datasets import OFFLINE_BUILDERS, dataset_spec, not_prepared_error
 from jaxcnn.errors import UserError
 
 # tf.data runs on the host; it must never take accelerator memory from JAX.
 tf.config.set_visible_devices([], 'GPU')
-
-OFFLINE_BUILDERS = ('digits',)
-
 
 def prepared_builder(name: str, data_dir: str | None, download: bool):
   """Returns the TFDS builder of a prepared dataset, or fails at once saying how to prepare it."""
   builder = tfds.builder(name, data_dir=data_dir)
   if builder.is_prepared():
     return builder
-  if name in OFFLINE_BUILDERS or download:
+  if name in OFFLINE_BUILDERS:
+    tfds.display_progress_bar(False)  # seconds of work; keep the console to our own lines
+    try:
+      builder.download_and_prepare()
+    finally:
+      tfds.display_progress_bar(True)
+    return builder
+  if download:
     builder.download_and_prepare()
     return builder
-  root = data_dir or os.environ.get('TFDS_DATA_DIR') or '~/tensorflow_datasets'
-  manual = dataset_spec(name).manual_download
-  if manual:
-    how = (f'put the original archives in {os.path.join(root, manual)} and run '
-           f'`python -m jaxcnn.data.prepare {name} --data_dir {root}`')
-  else:
-    how = (f'run `python -m jaxcnn.data.prepare {name} --data_dir {root}` on a machine with '
-           f'internet and copy {os.path.join(root, name)} here, or pass '
-           f'--config.data.download=True')
-  raise UserError(f"dataset '{name}' is not prepared in data_dir {root}: {how}")
+  raise UserError(not_prepared_error(name, data_dir) or f"dataset '{name}' is not prepared")
 
 
 class TfdsData:

@@ -42,8 +42,8 @@ class NiN(nn.Module):
                             name=f'block{block}_mlp{i}')(x))
       if block < len(BLOCKS):
         x = nn.max_pool(x, (3, 3), strides=(2, 2))
-    # An empty map would average to NaN without any layer failing: the input validator
-    # finds the smallest input size by this error.
+    # Inputs under 67x67 leave an empty map, which would average to NaN without any layer
+    # failing: say so instead.
     if 0 in x.shape[1:3]:
       raise ValueError(f'input too small: the class block got a {x.shape[1]}x{x.shape[2]} map')
     # One map per class, averaged over space: the class scores (ReLU'd, as in d2l).

@@ -1,0 +1,97 @@
+"""Shared fixtures: config loading, one prepared `digits` data_dir per session, the CLI runner.
+
+Nothing here downloads anything or writes outside pytest's temporary directories: the
+digits dataset is built offline from scikit-learn's copy into a session temp dir, and
+TFDS_DATA_DIR points at a throwaway dir so that even a test that forgot to pass
+config.data.data_dir could not touch ~/tensorflow_datasets.
+"""
+
+import atexit
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / 'configs'
+
+# TFDS reads TFDS_DATA_DIR once, when it is imported: set it before any test imports it.
+_FALLBACK_TFDS_DIR = tempfile.mkdtemp(prefix='jaxcnn-tests-tfds-')
+atexit.register(shutil.rmtree, _FALLBACK_TFDS_DIR, True)
+os.environ['TFDS_DATA_DIR'] = _FALLBACK_TFDS_DIR
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+# XLA's CPU compile of the models' random initializers alone takes ~6 s; the same programs
+# recur in several tests, in both xdist workers and in the CLI subprocesses, so one
+# compilation cache serves the whole session (the first process to import this file makes
+# it, its workers and subprocesses inherit it, and it goes away with the session). A cached
+# executable is the one the compiler would have produced: results are unchanged.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _COMPILATION_CACHE = tempfile.mkdtemp(prefix='jaxcnn-tests-xla-cache-')
+  atexit.register(shutil.rmtree, _COMPILATION_CACHE, True)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _COMPILATION_CACHE
+
+
+def load_config_module(name: str):
+  """configs/NAME.py imported from its path, as ml_collections' --config flag does."""
+  from jaxcnn.summary import load_config_module as load_file
+  return load_file(str(CONFIGS / f'{name}.py'))
+
+
+def load_config(name: str, preset: str | None = None):
+  return load_config_module(name).get_config(preset)
+
+
+@pytest.fixture(scope='session')
+def digits_dir(tmp_path_factory) -> str:
+  """A TFDS data_dir with `digits` prepared (offline, about a second), shared by the session."""
+  from jaxcnn.data.pipeline import prepared_builder
+  data_dir = tmp_path_factory.mktemp('tfds')
+  builder = prepared_builder('digits', str(data_dir), download=False)
+  assert builder.is_prepared()
+  return str(data_dir)
+
+
+@pytest.fixture
+def digits_config(digits_dir):
+  """`digits_config(name, preset, **overrides)`: a config reading the session's digits dir.
+
+  Overrides are 'section.key' -> value, e.g. digits_config('lenet', **{'train.batch_size': 64}).
+  """
+
+  def make(name: str = 'lenet', preset: str | None = None, **overrides):
+    config = load_config(name, preset)
+    config.data.data_dir = digits_dir
+    for key, value in overrides.items():
+      section, field = key.split('.')
+      config[section][field] = value
+    return config
+
+  return make
+
+
+def cli_env() -> dict[str, str]:
+  env = dict(os.environ)
+  env['TF_CPP_MIN_LOG_LEVEL'] = '2'
+  env['JAX_PLATFORMS'] = 'cpu'  # no accelerator probing (and no warnings about it) on stderr
+  env['PYTHONUNBUFFERED'] = '1'
+  return env
+
+
+def cli_command(*args: str) -> list[str]:
+  return [sys.executable, '-m', 'jaxcnn.main', *args]
+
+
+@pytest.fixture
+def run_cli():
+  """`run_cli(cwd, *args, timeout=...)` runs `python -m jaxcnn.main ARGS` and returns the result."""
+
+  def run(cwd, *args: str, timeout: float = 180):
+    return subprocess.run(cli_command(*args), cwd=cwd, env=cli_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+  return run

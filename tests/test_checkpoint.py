@@ -1,0 +1,69 @@
+"""jaxcnn.checkpoint.Checkpoints: a saved TrainState restores into a fresh one, field for field."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxcnn import data as input_data
+from jaxcnn import optim, train
+from jaxcnn.checkpoint import Checkpoints
+from jaxcnn.models import create_model
+
+
+def make_state(config, data):
+  model = create_model(config.model, data.num_classes)
+  schedule = optim.learning_rate_schedule(config.optimizer, 100, data.steps_per_epoch)
+  tx = optim.create_optimizer(config.optimizer, schedule, steps_per_eval=2)
+  return train.create_train_state(config, model, tx, (1, 32, 32, 1))
+
+
+def leaves_equal(a, b) -> bool:
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  return len(la) == len(lb) and all(
+      np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(x, y) for x, y in zip(la, lb))
+
+
+def test_save_and_restore_round_trip(tmp_path, digits_config):
+  # BN (non-empty batch_stats) and the plateau schedule (its state lives in opt_state).
+  config = digits_config('lenet', 'bn', **{'optimizer.schedule': 'plateau'})
+  data = input_data.create(config)
+  state = make_state(config, data)
+  step = jax.jit(functools.partial(train.train_step, label_smoothing=0.0))
+  batches = data.train_batches()
+  for _ in range(3):  # momentum, running statistics and the plateau average all non-trivial
+    state, _ = step(state, next(batches))
+  state = state.replace(eval_error=jnp.float32(0.25))
+
+  checkpoints = Checkpoints(str(tmp_path), keep=2)
+  assert checkpoints.latest_step() is None
+  checkpoints.save(state)
+  checkpoints.close()
+
+  config.seed = 7  # a fresh state that differs in every field the checkpoint must restore
+  fresh = make_state(config, data)
+  assert not leaves_equal(fresh.params, state.params)
+  assert not leaves_equal(fresh.dropout_key, state.dropout_key)
+  assert int(fresh.step) == 0 and float(fresh.eval_error) == 1.0
+
+  reopened = Checkpoints(str(tmp_path), keep=2)
+  assert reopened.latest_step() == 3
+  restored = reopened.restore(fresh)
+  reopened.close()
+  assert int(restored.step) == 3
+  assert float(restored.eval_error) == 0.25
+  for field in ('params', 'batch_stats', 'opt_state', 'dropout_key'):
+    assert leaves_equal(getattr(restored, field), getattr(state, field)), field
+  assert jax.tree.structure(restored.opt_state) == jax.tree.structure(state.opt_state)
+  # The plateau state came back: 3 steps of value 1.0 with 2 steps per evaluation leave one
+  # value in the running average, and the best average so far is 1.0.
+  assert float(optax.tree_utils.tree_get(restored.opt_state, 'avg_value')) == 1.0
+  assert float(optax.tree_utils.tree_get(restored.opt_state, 'best_value')) == 1.0
+  # And training continues from it exactly as from the original.
+  batch = next(batches)
+  a, _ = step(state, batch)
+  b, _ = step(restored, batch)
+  assert leaves_equal(a.params, b.params)
+

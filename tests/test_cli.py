@@ -1,0 +1,80 @@
+"""`python -m jaxcnn.main`: user mistakes end in one 'error:' line, exit code 2, and no workdir."""
+
+import os
+
+import pytest
+
+from conftest import CONFIGS
+
+LENET = str(CONFIGS / 'lenet.py')
+ALEXNET = str(CONFIGS / 'alexnet.py')
+
+# (id, arguments, words the one error line must contain)
+MISTAKES = [
+    ('unknown_key', [f'--config={LENET}', '--config.train.bogus=1'], ['train.bogus']),
+    ('bad_value', [f'--config={LENET}', '--config.train.batch_size=abc'], ['batch_size', 'abc']),
+    ('unknown_preset', [f'--config={LENET}:nope'],
+     ['nope', 'default', 'mnist', 'fashion_mnist', 'bn']),
+    ('missing_file', [f'--config={CONFIGS / "no_such_config.py"}'], ['no_such_config.py']),
+    ('unknown_model', [f'--config={LENET}', '--config.model.name=lenet6'], ['lenet6', 'lenet5']),
+    ('negative_lr', [f'--config={LENET}', '--config.optimizer.learning_rate=-0.1'],
+     ['optimizer.learning_rate', '-0.1']),
+    # `synthetic` data keeps TensorFlow out of this run; the size check is the model's alone.
+    ('alexnet_too_small', [f'--config={ALEXNET}', '--config.data.name=synthetic',
+                           '--config.data.image_size=66'], ['image_size=66', '67x67']),
+    # A bad model option is named as such, not reported as an input size problem.
+    ('unknown_activation', [f'--config={LENET}', '--config.data.name=synthetic',
+                            '--config.model.activation=swish'], ['swish']),
+]
+
+@pytest.mark.parametrize('args, words', [m[1:] for m in MISTAKES], ids=[m[0] for m in MISTAKES])
+def test_mistake_is_one_error_line(tmp_path, run_cli, args, words):
+  cwd = tmp_path / 'cwd'
+  cwd.mkdir()
+  result = run_cli(cwd, *args, timeout=120)
+  assert result.returncode == 2, (result.stdout, result.stderr)
+  lines = [line for line in result.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1, result.stderr
+  assert lines[0].startswith('error:'), lines[0]
+  assert len(lines[0]) > len('error: ')
+  for word in words:
+    assert word in lines[0], (word, lines[0])
+  assert 'Traceback' not in result.stderr + result.stdout
+  assert sorted(os.listdir(cwd)) == []  # no runs/<name>-<preset> (nor anything else) created
+
+
+def test_default_workdir():
+  from jaxcnn.main import default_workdir
+  assert default_workdir('configs/lenet.py') == os.path.join('runs', 'lenet-default')
+  assert default_workdir('configs/lenet.py:bn') == os.path.join('runs', 'lenet-bn')
+  assert default_workdir('/abs/configs/alexnet.py:digits') == os.path.join('runs', 'alexnet-digits')
+
+
+def test_cli_announces_default_workdir(tmp_path, run_cli):
+  # `--config configs/lenet.py` relative to the cwd, as the README runs it; the run stops at
+  # config validation, after saying where it would have written.
+  (tmp_path / 'configs').mkdir()
+  (tmp_path / 'configs' / 'lenet.py').write_text((CONFIGS / 'lenet.py').read_text())
+  result = run_cli(tmp_path, '--config', 'configs/lenet.py', '--config.optimizer.momentum=1.5',
+                   timeout=120)
+  assert result.returncode == 2, result.stderr
+  assert 'workdir: runs/lenet-default' in result.stdout.splitlines()
+  assert result.stderr.strip() == 'error: optimizer.momentum=1.5 must be in [0, 1)'
+  assert sorted(os.listdir(tmp_path)) == ['configs']
+
+
+def test_unprepared_dataset_fails_fast_and_says_how(tmp_path, run_cli):
+  empty = tmp_path / 'empty_data_dir'
+  empty.mkdir()
+  cwd = tmp_path / 'cwd'
+  cwd.mkdir()
+  # timeout=30 is the acceptance bound: the run must fail within 30 s, not wait on a network.
+  result = run_cli(cwd, '--config', f'{LENET}:fashion_mnist', f'--config.data.data_dir={empty}',
+                   timeout=30)
+  assert result.returncode != 0
+  error = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+  assert len(error) == 1, result.stderr
+  for word in ("'fashion_mnist'", str(empty), 'jaxcnn.data.prepare'):
+    assert word in error[0], (word, error[0])
+  assert 'Traceback' not in result.stderr
+  assert sorted(os.listdir(cwd)) == []

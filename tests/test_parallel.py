@@ -1,0 +1,109 @@
+"""Scale-out: the same numbers on 1 device, on a data-parallel mesh, on AlexNet's two-tower
+model-parallel mesh, and across 2 processes; checkpoints move between meshes.
+
+The runs happen in subprocesses with 8 CPU devices (tests/parallel_worker.py)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from jaxcnn import train
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+@pytest.fixture(scope='module')
+def runs(digits_dir, tmp_path_factory):
+  out = tmp_path_factory.mktemp('parallel')
+  result = subprocess.run([sys.executable, os.path.join(HERE, 'parallel_worker.py'),
+                           str(digits_dir), str(out)], capture_output=True, text=True, cwd=ROOT)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def max_relative_error(path_a, path_b):
+  a, b = np.load(path_a), np.load(path_b)
+  assert sorted(a.files) == sorted(b.files)
+  return max(float(np.max(np.abs(a[k] - b[k])) / np.max(np.abs(b[k]))) for k in a.files)
+
+
+@pytest.mark.parametrize('mesh', ['8x1', '4x2'])
+def test_alexnet_meshes_match_one_device(runs, mesh):
+  reference, run = runs['alexnet_1x1'], runs[f'alexnet_{mesh}']
+  np.testing.assert_allclose(run['losses'], reference['losses'], rtol=1e-5)
+  assert max_relative_error(run['params'], reference['params']) < 1e-5
+  assert run['eval']['num_examples'] == 360
+  assert run['eval']['top1'] == reference['eval']['top1']
+
+
+def test_resnet18_data_parallel_matches_one_device(runs):
+  reference, run = runs['resnet18_1x1'], runs['resnet18_8x1']
+  np.testing.assert_allclose(run['losses'], reference['losses'], rtol=1e-5)
+  assert max_relative_error(run['params'], reference['params']) < 1e-5
+
+
+def test_towers_gather_only_where_the_paper_exchanged(runs):
+  # At 67x67 with a local batch of 4: conv3's input (pool2, 3x3, both towers' 256 channels),
+  # pool5 (1x1x256) before fc6, and the fc6 and fc7 outputs. Nothing gathers conv2's input
+  # (96 channels), nor conv4's or conv5's (384): those read their own tower only.
+  assert sorted(runs['tower_all_gathers']) == sorted(
+      [[4, 3, 3, 256], [4, 1, 1, 256], [4, 4096], [4, 4096]])
+
+
+def test_two_tower_checkpoint_restores_on_one_device(runs, digits_dir):
+  config = alexnet_config(digits_dir, data=1, model=1)
+  result = train.evaluate_checkpoint(config, os.path.dirname(runs['alexnet_4x2']['params']))
+  expected = runs['alexnet_4x2']['eval']
+  assert result['num_examples'] == expected['num_examples'] == 360
+  assert result['top1'] == expected['top1']
+  assert result['loss'] == pytest.approx(expected['loss'], rel=1e-6)
+
+
+def alexnet_config(data_dir, data, model):
+  sys.path.insert(0, HERE)
+  from parallel_worker import small_config
+  return small_config('alexnet.py', 'digits', str(data_dir), data, model)
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_match_one_process(runs, digits_dir, tmp_path):
+  """2 processes x 4 CPU devices on mesh (4, 2) give the 1-process 8-device losses."""
+  workdir, port = tmp_path / 'two_processes', free_port()
+  args = ['--config', os.path.join(ROOT, 'configs', 'alexnet.py:digits'),
+          '--workdir', str(workdir), f'--config.data.data_dir={digits_dir}',
+          '--config.train.batch_size=16', '--config.eval.batch_size=40',
+          '--config.train.num_steps=3', '--config.train.log_every_steps=1',
+          '--config.eval.every_steps=3', '--config.checkpoint.every_steps=3',
+          '--config.mesh.data=4', '--config.mesh.model=2',
+          f'--config.distributed.coordinator_address=localhost:{port}',
+          '--config.distributed.num_processes=2']
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  processes = [subprocess.Popen([sys.executable, '-m', 'jaxcnn.main', *args,
+                                 f'--config.distributed.process_id={i}'],
+                                env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for i in range(2)]
+  outputs = [p.communicate(timeout=900) for p in processes]
+  assert [p.returncode for p in processes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+  records = [json.loads(line) for line in open(workdir / 'metrics.jsonl')]
+  losses = [r['loss'] for r in records if r['split'] == 'train']
+  np.testing.assert_allclose(losses, runs['alexnet_4x2']['losses'], rtol=1e-5)
+  written = [r for r in records if r['split'] == 'eval'][-1]
+  assert written['top1'] == runs['alexnet_4x2']['eval']['top1']
+  # The checkpoint the two processes wrote restores in this single-process, 1-device run.
+  restored = train.evaluate_checkpoint(alexnet_config(digits_dir, data=1, model=1), str(workdir))
+  assert restored['step'] == 3
+  assert restored['top1'] == written['top1']
+  assert restored['loss'] == pytest.approx(written['loss'], rel=1e-6)
+  assert jax.device_count() == 1

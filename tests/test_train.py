@@ -1,0 +1,157 @@
+"""Training on digits: the loss falls, batch norm's running statistics behave, and
+`train_and_evaluate` writes its metrics, config, TensorBoard events and checkpoints."""
+
+import functools
+import json
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from jaxcnn import data as input_data
+from jaxcnn import optim, train
+from jaxcnn.models import create_model
+
+
+def setup(config, total_steps):
+  """Data, model and a fresh train state, as train_and_evaluate builds them (one device)."""
+  data = input_data.create(config)
+  model = create_model(config.model, data.num_classes)
+  schedule = optim.learning_rate_schedule(config.optimizer, total_steps, data.steps_per_epoch)
+  tx = optim.create_optimizer(config.optimizer, schedule, data.steps_per_epoch)
+  size = config.data.image_size
+  state = train.create_train_state(config, model, tx, (1, size, size, data.channels))
+  return data, model, state
+
+
+def eval_loss(eval_step, state, batch):
+  sums = jax.device_get(eval_step(state, batch))
+  return float(sums['loss']) / float(sums['num_examples']), float(sums['top1']) / float(
+      sums['num_examples'])
+
+
+def test_training_lowers_the_loss(digits_config):
+  config = digits_config('lenet', **{'optimizer.schedule': 'constant'})  # lr 0.05, batch 32
+  data, _, state = setup(config, total_steps=30)
+  step = jax.jit(functools.partial(train.train_step, label_smoothing=0.0))
+  eval_step = jax.jit(train.eval_step)
+  held_out = next(data.eval_batches())  # 128 test examples, all real
+  assert int(held_out['mask'].sum()) == 128
+  loss_before, top1_before = eval_loss(eval_step, state, held_out)
+  assert 1.5 < loss_before < 4.0  # about ln(10) = 2.3 for an untrained 10-way classifier
+  batches = data.train_batches()
+  for _ in range(30):
+    state, metrics = step(state, next(batches))
+  assert int(state.step) == 30
+  loss_after, top1_after = eval_loss(eval_step, state, held_out)
+  assert loss_after < 0.5 * loss_before, (loss_before, loss_after)
+  assert top1_after > 0.6 > top1_before
+  assert float(metrics['loss']) < 0.5 * loss_before
+
+
+def test_batch_norm_statistics(digits_config):
+  config = digits_config('lenet', 'bn')
+  data, model, state = setup(config, total_steps=10)
+  batch = next(data.train_batches())
+  stats = jax.device_get(state.batch_stats)
+  assert np.all(stats['conv1_bn']['mean'] == 0) and np.all(stats['conv1_bn']['var'] == 1)
+
+  new_state, _ = jax.jit(functools.partial(train.train_step, label_smoothing=0.0))(state, batch)
+  new_stats = jax.device_get(new_state.batch_stats)
+  # The running mean moved 10% (momentum 0.9) toward conv1's batch mean, computed by hand
+  # from the initial conv1 weights; likewise the running (biased) variance.
+  conv1 = nn.Conv(6, (5, 5), padding='VALID').apply({'params': state.params['conv1']},
+                                                    batch['image'])
+  batch_mean = np.asarray(conv1).mean(axis=(0, 1, 2))
+  batch_var = np.asarray(conv1).var(axis=(0, 1, 2))
+  np.testing.assert_allclose(new_stats['conv1_bn']['mean'], 0.1 * batch_mean, rtol=1e-4,
+                             atol=1e-6)
+  np.testing.assert_allclose(new_stats['conv1_bn']['var'], 0.9 + 0.1 * batch_var, rtol=1e-4)
+  assert np.abs(new_stats['conv1_bn']['mean']).max() > 1e-3
+  for name in ('conv2_bn', 'fc1_bn', 'fc2_bn'):
+    assert np.abs(new_stats[name]['mean']).max() > 1e-4, name
+
+  eval_batch = next(data.eval_batches())
+  eval_step = jax.jit(train.eval_step)
+  first, second = jax.device_get(eval_step(new_state, eval_batch)), jax.device_get(
+      eval_step(new_state, eval_batch))
+  assert first == second
+  assert int(first['num_examples']) == 128
+  # Evaluation reads the running statistics and never writes them back.
+  variables = {'params': new_state.params, 'batch_stats': new_state.batch_stats}
+  logits, updated = model.apply(variables, eval_batch['image'], train=False,
+                                mutable=['batch_stats'])
+  for a, b in zip(jax.tree.leaves(updated['batch_stats']), jax.tree.leaves(new_stats)):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(model.apply(variables, eval_batch['image'], train=False), logits)
+  # So an example's logits do not depend on the rest of its batch.
+  alone = model.apply(variables, eval_batch['image'][:1], train=False)
+  np.testing.assert_allclose(alone[0], logits[0], rtol=1e-5, atol=1e-5)
+  in_train_mode, _ = model.apply(variables, eval_batch['image'][:2], train=True,
+                                 mutable=['batch_stats'])
+  assert float(jnp.abs(in_train_mode[0] - logits[0]).max()) > 1e-3
+
+
+def cosine_lr(lr, step, total):
+  return lr * 0.5 * (1 + math.cos(math.pi * step / total))
+
+
+def test_train_and_evaluate_writes_a_run(tmp_path, digits_config, capsys):
+  config = digits_config('lenet', **{'train.num_steps': 12, 'train.log_every_steps': 4,
+                                     'eval.every_steps': 6, 'checkpoint.every_steps': 6})
+  workdir = str(tmp_path / 'run')
+  final = train.train_and_evaluate(config, workdir)
+
+  records = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+  train_records = [r for r in records if r['split'] == 'train']
+  eval_records = [r for r in records if r['split'] == 'eval']
+  assert [r['step'] for r in train_records] == [4, 8, 12]
+  assert [r['step'] for r in eval_records] == [6, 12]
+  for r in train_records:
+    assert {'step', 'split', 'loss', 'top1', 'top5', 'learning_rate', 'images_per_sec'} <= set(r)
+    assert 0 < r['loss'] < 10
+    assert 0 <= r['top1'] <= r['top5'] <= 1
+    assert r['images_per_sec'] > 0
+    # lenet's cosine schedule (no warmup) over 12 steps: the rate the next step will use.
+    assert r['learning_rate'] == pytest.approx(cosine_lr(0.05, r['step'], 12), abs=1e-7)
+    assert r['epoch'] == pytest.approx(r['step'] / 44)
+  assert train_records[-1]['loss'] < train_records[0]['loss']
+  for r in eval_records:
+    assert {'step', 'split', 'loss', 'top1', 'top5', 'num_examples'} <= set(r)
+    assert r['num_examples'] == 360
+    assert r['top1'] * 360 == pytest.approx(round(r['top1'] * 360), abs=1e-6)  # a count / 360
+    assert 0 <= r['top1'] <= r['top5'] <= 1
+  assert final == eval_records[-1]
+  assert final['top1'] > 0.3  # 12 steps are enough to beat chance (0.1) by far
+
+  saved = json.load(open(os.path.join(workdir, 'config.json')))
+  assert saved['train']['num_steps'] == 12
+  assert saved['data']['data_dir'] == config.data.data_dir
+  assert saved['model']['name'] == 'lenet5'
+
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['12', '6']
+
+  import tensorflow as tf
+  event_files = [os.path.join(workdir, 'tensorboard', f)
+                 for f in os.listdir(os.path.join(workdir, 'tensorboard'))]
+  assert event_files
+  scalars = {}
+  for path in event_files:
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        scalars[(value.tag, event.step)] = value.simple_value
+  assert scalars[('eval/top1', 12)] == pytest.approx(final['top1'], rel=1e-6)
+  assert scalars[('train/loss', 4)] == pytest.approx(train_records[0]['loss'], rel=1e-6)
+
+  # Rerunning the finished run trains nothing and returns the same final eval.
+  metrics_before = open(os.path.join(workdir, 'metrics.jsonl')).read()
+  capsys.readouterr()
+  again = train.train_and_evaluate(config, workdir)
+  assert again == final
+  assert 'already finished at step 12' in capsys.readouterr().out
+  assert open(os.path.join(workdir, 'metrics.jsonl')).read() == metrics_before
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['12', '6']
