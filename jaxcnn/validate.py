@@ -84,7 +84,7 @@ def _all_shapes(jaxpr):
       yield from _all_shapes(sub)
 
 
-def _why_not(model, size: int, channels: int) -> str | None:
+def input_problem(model, size: int, channels: int) -> str | None:
   """None if the model runs on size x size inputs and no activation is empty, else why not."""
   x = jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32)
   try:
@@ -98,15 +98,15 @@ def _why_not(model, size: int, channels: int) -> str | None:
 
 def check_input_size(model, input_shape) -> None:
   _, size, _, channels = input_shape
-  reason = _why_not(model, size, channels)
+  reason = input_problem(model, size, channels)
   if reason is None:
     return
   name = model.__class__.__name__
-  if _why_not(model, _LARGEST_INPUT_TRIED, channels) is not None:  # not a matter of size
+  if input_problem(model, _LARGEST_INPUT_TRIED, channels) is not None:  # not a matter of size
     raise UserError(f"model '{name}' cannot run on {size}x{size} inputs: {reason}")
   low, high = size, _LARGEST_INPUT_TRIED  # smallest accepted size lies in (low, high]
   while high - low > 1:
     middle = (low + high) // 2
-    low, high = (low, middle) if _why_not(model, middle, channels) is None else (middle, high)
+    low, high = (low, middle) if input_problem(model, middle, channels) is None else (middle, high)
   raise UserError(f"data.image_size={size} is too small for model '{name}': the smallest input "
                   f'it accepts is {high}x{high}')

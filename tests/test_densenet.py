@@ -78,9 +78,9 @@ def test_recipes():
 def test_smallest_input():
   # densenet: 7x7/2 conv and 3x3/2 pool take 29 to 8x8, the three 2x2 pools to 1x1; 28 ends
   # at 0x0. cifar_densenet: two 2x2 pools. (29 is accepted in the forward test below.)
-  assert not validate._accepts(create_model(ConfigDict({'name': 'densenet'}), 10), 28, 3)
+  assert validate.input_problem(create_model(ConfigDict({'name': 'densenet'}), 10), 28, 3) is not None
   cifar = create_model(ConfigDict({'name': 'cifar_densenet', 'depth': 16}), 10)
-  assert validate._accepts(cifar, 4, 3) and not validate._accepts(cifar, 3, 3)
+  assert validate.input_problem(cifar, 4, 3) is None and validate.input_problem(cifar, 3, 3) is not None
 
 
 @pytest.mark.parametrize('fields', [{'name': 'densenet', 'depth': 100},

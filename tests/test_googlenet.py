@@ -107,8 +107,8 @@ def test_outputs_in_training_and_evaluation(preset, aux_heads, size):
 ])
 def test_smallest_input(preset, aux_heads, smallest):
   model = googlenet(preset, 10, aux_heads=aux_heads)
-  assert validate._accepts(model, smallest, 3)
-  assert not validate._accepts(model, smallest - 1, 3)
+  assert validate.input_problem(model, smallest, 3) is None
+  assert validate.input_problem(model, smallest - 1, 3) is not None
 
 
 @pytest.fixture(scope='module')

@@ -68,8 +68,8 @@ def test_outputs_in_training_and_evaluation(aux_head, size):
 ])
 def test_smallest_input(aux_head, smallest):
   model = inception(10, aux_head=aux_head)
-  assert validate._accepts(model, smallest, 3)
-  assert not validate._accepts(model, smallest - 1, 3)
+  assert validate.input_problem(model, smallest, 3) is None
+  assert validate.input_problem(model, smallest - 1, 3) is not None
 
 
 def test_forward_and_batch_norm_statistics():
