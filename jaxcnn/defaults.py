@@ -28,6 +28,9 @@ def base_config() -> config_dict.ConfigDict:
   config.train.num_steps = 0  # > 0 overrides num_epochs
   config.train.log_every_steps = 50
   config.train.label_smoothing = 0.0
+  # Batch-norm statistics over the global batch (default), or over each data-parallel
+  # device's share of it (the statistics of pmap-era multi-GPU training).
+  config.train.batch_norm_per_device = False
   config.train.aux_loss_weights = ()  # weights of the auxiliary heads' losses, in output order
 
   config.optimizer = config_dict.ConfigDict()

@@ -70,13 +70,26 @@ def top_k_correct(logits, labels, k: int) -> jax.Array:
 
 
 def train_step(state: TrainState, batch, label_smoothing: float,
-               aux_loss_weights: tuple[float, ...] = ()):
+               aux_loss_weights: tuple[float, ...] = (), batch_norm_groups: int = 1):
+  """One SGD step. With `batch_norm_groups` G > 1, batch norm normalizes each of G equal
+  slices of the batch by its own statistics (one slice per data-parallel device, as pmap-era
+  code did) and the running statistics average the slices'."""
   dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state.dropout_key), state.step)
 
+  def forward(params, images, key):
+    return state.apply_fn({'params': params, 'batch_stats': state.batch_stats}, images,
+                          train=True, rngs={'dropout': key}, mutable=['batch_stats'])
+
   def loss_fn(params):
-    outputs, updates = state.apply_fn(
-        {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
-        rngs={'dropout': dropout_key}, mutable=['batch_stats'])
+    if batch_norm_groups == 1:
+      outputs, updates = forward(params, batch['image'], dropout_key)
+    else:
+      images = batch['image'].reshape(batch_norm_groups, -1, *batch['image'].shape[1:])
+      keys = jax.random.split(dropout_key, batch_norm_groups)
+      outputs, updates = jax.vmap(forward, in_axes=(None, 0, 0), spmd_axis_name='data')(
+          params, images, keys)
+      outputs = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), outputs)
+      updates = jax.tree.map(lambda x: x.mean(axis=0), updates)
     loss, logits = classification_loss(outputs, batch['label'], label_smoothing,
                                        aux_loss_weights)
     return loss, (logits, updates.get('batch_stats', {}))
@@ -188,11 +201,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
   start_step = int(state.step)
 
   reporter = Reporter(workdir, total_steps, start_step)
-  reporter.print(f'{"resuming from checkpoint at step " + str(start_step) if start_step else "starting"}'
-                 f' of {total_steps} ({data.steps_per_epoch} steps per epoch) in {workdir}')
+  progress = f'resuming from checkpoint at step {start_step} of' if start_step else 'training for'
+  reporter.print(f'{progress} {total_steps} steps ({data.steps_per_epoch} per epoch) in {workdir}')
   train_step_fn = jax.jit(
       functools.partial(train_step, label_smoothing=config.train.label_smoothing,
-                        aux_loss_weights=tuple(config.train.aux_loss_weights)),
+                        aux_loss_weights=tuple(config.train.aux_loss_weights),
+                        batch_norm_groups=(mesh.shape['data'] if config.train.batch_norm_per_device
+                                           else 1)),
       in_shardings=(shardings, NamedSharding(mesh, P('data'))), out_shardings=(shardings, None),
       donate_argnums=0)
   batches = parallel.prefetch_to_mesh(data.train_batches(start_step), mesh)

@@ -52,6 +52,9 @@ def check_config(config) -> None:
 
 
 def check_batch_sizes(config, data_devices: int, process_count: int) -> None:
+  _require(not (config.train.batch_norm_per_device and config.mesh.model > 1),
+           'train.batch_norm_per_device=True is for data-parallel meshes; set '
+           '--config.mesh.model=1 (the model-parallel AlexNet has no batch norm)')
   for key in ('train.batch_size', 'eval.batch_size'):
     section, name = key.split('.')
     size = config[section][name]

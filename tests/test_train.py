@@ -155,3 +155,39 @@ def test_train_and_evaluate_writes_a_run(tmp_path, digits_config, capsys):
   assert 'already finished at step 12' in capsys.readouterr().out
   assert open(os.path.join(workdir, 'metrics.jsonl')).read() == metrics_before
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['12', '6']
+
+
+def test_per_device_batch_norm_normalizes_each_slice_alone(digits_config):
+  """batch_norm_groups=2: each half of the batch is normalized by its own statistics, so the
+  running statistics average the two halves' and the step differs from a global-statistics
+  step on the same batch."""
+  import functools
+
+  import jax
+  import numpy as np
+
+  from jaxcnn import data as input_data
+  from jaxcnn import optim, train
+  from jaxcnn.models import create_model
+
+  config = digits_config('lenet', 'bn')
+  source = input_data.create(config)
+  batch = next(source.train_batches())
+  model = create_model(config.model, 10)
+  schedule = optim.learning_rate_schedule(config.optimizer, 10, 10)
+  state = train.create_train_state(config, model, optim.create_optimizer(config.optimizer, schedule, 10),
+                                   (1, 32, 32, 1))
+
+  def logits_and_stats(images):
+    return model.apply({'params': state.params, 'batch_stats': state.batch_stats}, images,
+                       train=True, mutable=['batch_stats'])
+
+  halves = [logits_and_stats(half) for half in np.split(batch['image'], 2)]
+  grouped, _ = jax.jit(functools.partial(train.train_step, label_smoothing=0.0,
+                                         batch_norm_groups=2))(state, batch)
+  whole, _ = jax.jit(functools.partial(train.train_step, label_smoothing=0.0))(state, batch)
+  mean = lambda stats: np.asarray(stats['batch_stats']['conv1_bn']['mean'])
+  np.testing.assert_allclose(np.asarray(grouped.batch_stats['conv1_bn']['mean']),
+                             (mean(halves[0][1]) + mean(halves[1][1])) / 2, rtol=1e-5, atol=1e-7)
+  assert not np.allclose(np.asarray(grouped.params['fc3']['kernel']),
+                         np.asarray(whole.params['fc3']['kernel']), rtol=1e-6, atol=0)

@@ -1,0 +1,56 @@
+"""Every model family trains end to end through `python -m jaxcnn.main`: a few steps on the
+offline digits at the smallest input its architecture accepts, then an exact evaluation.
+
+Together with test_train.py (LeNet) and test_parallel.py (AlexNet) this runs a train step
+of every registered model."""
+
+import json
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# config preset -> (smallest input size, extra overrides)
+RUNS = {
+    'vgg.py:vgg11_bn': (32, ()),
+    'nin.py:default': (67, ()),
+    'googlenet.py:default': (79, ()),  # paper-faithful, with both aux heads
+    'inception_v3.py:default': (75, ('--config.model.aux_head=False',
+                                     '--config.train.aux_loss_weights=()')),
+    'resnet.py:resnet18': (32, ()),
+    'resnet.py:cifar_plain20': (32, ()),
+    'densenet.py:densenet121': (29, ()),
+    'densenet.py:cifar_densenet_bc100': (32, ('--config.model.depth=16',)),
+}
+
+
+@pytest.mark.parametrize('preset', sorted(RUNS))
+def test_trains_end_to_end(preset, digits_dir, run_cli, tmp_path):
+  size, extra = RUNS[preset]
+  workdir = tmp_path / 'run'
+  result = run_cli(tmp_path, '--config', os.path.join(ROOT, 'configs', preset),
+                   '--workdir', str(workdir), f'--config.data.data_dir={digits_dir}',
+                   '--config.data.name=digits', f'--config.data.image_size={size}',
+                   '--config.train.batch_size=8', '--config.eval.batch_size=120',
+                   '--config.train.num_steps=2', '--config.train.log_every_steps=1',
+                   '--config.eval.every_steps=2', '--config.checkpoint.every_steps=2',
+                   *extra, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  records = [json.loads(line) for line in open(workdir / 'metrics.jsonl')]
+  train = [r for r in records if r['split'] == 'train']
+  assert [r['step'] for r in train] == [1, 2]
+  assert all(r['loss'] > 0 and r['loss'] == r['loss'] for r in train)  # finite, positive
+  (evaluation,) = [r for r in records if r['split'] == 'eval']
+  assert evaluation['num_examples'] == 360 and 0 <= evaluation['top1'] <= 1
+  assert (workdir / 'checkpoints' / '2').is_dir()
+
+
+def test_below_the_smallest_input_is_a_clear_error(run_cli, tmp_path):
+  result = run_cli(tmp_path, '--config', os.path.join(ROOT, 'configs', 'densenet.py'),
+                   '--config.data.name=synthetic', '--config.data.image_size=28',
+                   '--workdir', str(tmp_path / 'run'))
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      "error: data.image_size=28 is too small for model 'DenseNet': the smallest input it "
+      'accepts is 29x29']
