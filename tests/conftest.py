@@ -7,6 +7,7 @@ config.data.data_dir could not touch ~/tensorflow_datasets.
 """
 
 import atexit
+import math
 import os
 import shutil
 import subprocess
@@ -44,6 +45,20 @@ def load_config_module(name: str):
 
 def load_config(name: str, preset: str | None = None):
   return load_config_module(name).get_config(preset)
+
+
+def param_count(tree) -> int:
+  """Number of parameters in a tree of arrays or shapes (e.g. from jax.eval_shape)."""
+  import jax
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
+
+
+def preset_model(name: str, preset: str, num_classes: int | None = None):
+  """(model, config) of configs/NAME.py:PRESET, for the dataset's classes unless given."""
+  from jaxcnn.data.datasets import DATASETS
+  from jaxcnn.models import create_model
+  config = load_config(name, preset)
+  return create_model(config.model, num_classes or DATASETS[config.data.name].num_classes), config
 
 
 @pytest.fixture(scope='session')

@@ -10,11 +10,7 @@ from ml_collections import ConfigDict
 from jaxcnn import validate
 from jaxcnn.models import create_model
 
-from conftest import load_config, load_config_module
-
-
-def count(tree) -> int:
-  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
+from conftest import load_config, load_config_module, param_count
 
 
 def shapes_and_macs(model, shape):
@@ -50,13 +46,13 @@ def test_preset_parameter_and_mac_counts(preset, classes, size, params, gmacs):
   config = load_config('densenet', preset)
   assert config.data.image_size == size
   variables, macs = shapes_and_macs(create_model(config.model, classes), (1, size, size, 3))
-  assert count(variables['params']) == params
+  assert param_count(variables['params']) == params
   if gmacs is not None:
     assert round(macs / 1e9, 3) == gmacs
   # Running mean and variance for every BN scale: 2 per BN channel, none of them trainable.
   bn_channels = sum(leaf.size for path, leaf in jax.tree_util.tree_leaves_with_path(
       variables['params']) if path[-1].key == 'scale')
-  assert count(variables['batch_stats']) == 2 * bn_channels
+  assert param_count(variables['batch_stats']) == 2 * bn_channels
 
 
 def test_recipes():
@@ -97,7 +93,7 @@ def test_densenet121_forward_at_smallest_input():
   model = create_model(load_config('densenet').model, 1000)
   x = jax.random.normal(jax.random.key(1), (1, 29, 29, 3))
   shapes = jax.eval_shape(model.init, jax.random.key(0), x)
-  assert count(shapes['params']) == 7_978_856
+  assert param_count(shapes['params']) == 7_978_856
   rng = np.random.default_rng(0)
   variables = jax.tree.map(lambda s: rng.normal(
       scale=np.sqrt(2 / np.prod(s.shape[:-1])) if len(s.shape) > 1 else 0.1,

@@ -11,14 +11,10 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import load_config, load_config_module
+from conftest import load_config, load_config_module, param_count
 from jaxcnn import train, validate
 from jaxcnn.errors import UserError
 from jaxcnn.models import create_model
-
-
-def count(tree) -> int:
-  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
 
 
 def googlenet(preset='default', num_classes=1000, **fields):
@@ -62,7 +58,7 @@ def by_hand_cross_entropy(logits, labels):
     ('torchvision', False, 6_624_904),
 ])
 def test_parameter_counts(preset, aux_heads, expected):
-  assert count(abstract_variables(preset, aux_heads, 224)['params']) == expected
+  assert param_count(abstract_variables(preset, aux_heads, 224)['params']) == expected
 
 
 def test_layouts_differ_where_the_papers_do():
@@ -73,7 +69,7 @@ def test_layouts_differ_where_the_papers_do():
   assert paper['params']['inception3a']['branch3']['Conv_0']['bias'].shape == (32,)
   assert tv['params']['inception3a']['branch3']['Conv_0']['kernel'].shape == (3, 3, 16, 32)
   assert 'bias' not in tv['params']['inception3a']['branch3']['Conv_0']
-  assert 'batch_stats' not in paper and count(tv['batch_stats']) > 0
+  assert 'batch_stats' not in paper and param_count(tv['batch_stats']) > 0
   # Aux heads after 4a (512 channels) and 4d (528): 1x1 conv 128 on a 4x4 map, 2048 -> 1024.
   for variables in (paper, tv):
     params = variables['params']

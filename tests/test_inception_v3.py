@@ -8,13 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import load_config
+from conftest import load_config, param_count
 from jaxcnn import validate
 from jaxcnn.models import create_model
-
-
-def count(tree) -> int:
-  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
 
 
 def inception(num_classes=1000, **fields):
@@ -33,7 +29,7 @@ def abstract_variables(aux_head, size, num_classes=1000):
 @pytest.mark.parametrize('aux_head, expected', [(True, 27_161_264), (False, 23_834_568)])
 def test_parameter_counts(aux_head, expected):
   variables = abstract_variables(aux_head, 299)
-  assert count(variables['params']) == expected
+  assert param_count(variables['params']) == expected
   # Every conv is bias-free and followed by BN: 94 convs, plus 2 in the aux head.
   convs = 94 + 2 * aux_head
   assert len(jax.tree.leaves(variables['batch_stats'])) == 2 * convs  # mean and var

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import param_count
 from ml_collections import ConfigDict
 
 from jaxcnn import validate
@@ -15,10 +16,6 @@ from jaxcnn.models.layers import LocalResponseNorm
 def abstract_variables(model, shape):
   """Shapes only (jax.eval_shape): no memory is spent on AlexNet's 61M parameters."""
   return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape)))
-
-
-def count(tree) -> int:
-  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
 
 
 def model(num_classes, **fields):
@@ -33,7 +30,7 @@ def model(num_classes, **fields):
 ], ids=['lenet5', 'lenet5_bn', 'alexnet', 'alexnet_towers1'])
 def test_parameter_counts(fields, shape, classes, expected):
   variables = abstract_variables(model(classes, **fields), shape)
-  assert count(variables['params']) == expected
+  assert param_count(variables['params']) == expected
 
 
 def test_lenet_bn_adds_scale_bias_and_running_stats():
@@ -43,7 +40,7 @@ def test_lenet_bn_adds_scale_bias_and_running_stats():
     assert variables['params'][name]['scale'].shape == (c,)
     assert variables['params'][name]['bias'].shape == (c,)
     assert variables['batch_stats'][name]['mean'].shape == (c,)
-  assert count(variables['batch_stats']) == 2 * sum(channels.values())
+  assert param_count(variables['batch_stats']) == 2 * sum(channels.values())
   assert 62_158 - 61_706 == 2 * sum(channels.values())
 
 

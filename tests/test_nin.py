@@ -5,12 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_config, load_config_module
+from conftest import load_config_module, param_count, preset_model
 
 from jaxcnn import validate
-from jaxcnn.data.datasets import DATASETS
 from jaxcnn.errors import UserError
-from jaxcnn.models import create_model
 
 PRESETS = load_config_module('nin').PRESETS
 # default: REFERENCE.md (1000 classes). imagenette: the same blocks with a 10-map class block,
@@ -22,21 +20,12 @@ EXPECTED = {'default': 7_439_608, 'imagenette': 7_439_608 - 5_459_000 + 34_790}
 INIT_KEY = jax.random.key(0, impl='rbg')
 
 
-def count(tree) -> int:
-  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
-
-
-def preset_model(preset, num_classes=None):
-  config = load_config('nin', preset)
-  return create_model(config.model, num_classes or DATASETS[config.data.name].num_classes), config
-
-
 @pytest.mark.parametrize('preset', PRESETS)
 def test_parameter_counts(preset):
-  model, config = preset_model(preset)
+  model, config = preset_model('nin', preset)
   assert config.data.image_size == 224 and config.model.dropout_rate == 0.5
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3))))
-  assert count(shapes['params']) == EXPECTED[preset]
+  assert param_count(shapes['params']) == EXPECTED[preset]
   assert set(shapes) == {'params'}
 
 
@@ -51,21 +40,21 @@ def test_macs_at_224():
     return out
 
   with nn.intercept_methods(record):
-    jax.eval_shape(lambda: preset_model('default')[0].init(jax.random.key(0),
+    jax.eval_shape(lambda: preset_model('nin', 'default')[0].init(jax.random.key(0),
                                                            jnp.zeros((1, 224, 224, 3))))
   assert len(macs) == 12
   assert abs(sum(macs) / 0.966e9 - 1) < 0.005, sum(macs)
 
 
 def test_smallest_input_is_67():
-  model = preset_model('imagenette')[0]
+  model = preset_model('nin', 'imagenette')[0]
   validate.check_input_size(model, (1, 67, 67, 3))
   with pytest.raises(UserError, match='smallest input it accepts is 67x67'):
     validate.check_input_size(model, (1, 66, 66, 3))
 
 
 def test_forward_at_smallest_input():
-  model = preset_model('imagenette')[0]
+  model = preset_model('nin', 'imagenette')[0]
   x = np.random.default_rng(0).standard_normal((2, 67, 67, 3)).astype(np.float32)
   variables = jax.jit(model.init)(INIT_KEY, x)
   apply = jax.jit(model.apply, static_argnames='train')

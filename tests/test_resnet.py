@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_config, load_config_module
+from conftest import load_config, load_config_module, param_count
 
 from jaxcnn import validate
 from jaxcnn.models import create_model
@@ -24,10 +24,6 @@ REFERENCE = {
        for depth, params in ((20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018),
                              (110, 1_727_962))},
 }
-
-
-def count(tree) -> int:
-  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
 
 
 def shapes_and_macs(model, shape):
@@ -78,7 +74,7 @@ def test_presets_and_recipes():
 def test_parameter_count(preset):
   classes, size, params, gmacs = REFERENCE[preset]
   variables, macs = shapes_and_macs(preset_model(preset), (1, size, size, 3))
-  assert count(variables['params']) == params
+  assert param_count(variables['params']) == params
   if gmacs is not None:
     assert round(macs / 1e9, 3) == gmacs
 
@@ -166,7 +162,7 @@ def test_option_a_shortcut_subsamples_and_zero_pads():
   block = BasicBlock(32, strides=2, shortcut='zero_pad')
   x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 7, 7, 16)), jnp.float32)
   variables = filled(block, x.shape)
-  assert count(variables['params']) == 9 * 16 * 32 + 9 * 32 * 32 + 4 * 32  # no shortcut weights
+  assert param_count(variables['params']) == 9 * 16 * 32 + 9 * 32 * 32 + 4 * 32  # no shortcut weights
   zeroed = {**variables, 'params': jax.tree.map(jnp.zeros_like, variables['params'])}
   out = jax.jit(block.apply)(zeroed, x)
   assert out.shape == (2, 4, 4, 32)  # 7 -> ceil(7 / 2)

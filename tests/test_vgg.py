@@ -5,10 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_config, load_config_module
+from conftest import load_config, load_config_module, param_count, preset_model
 
 from jaxcnn import validate
-from jaxcnn.data.datasets import DATASETS
 from jaxcnn.errors import UserError
 from jaxcnn.models import create_model
 from jaxcnn.models.vgg import adaptive_avg_pool
@@ -22,15 +21,6 @@ EXPECTED = {'vgg11': 132_863_336, 'vgg13': 133_047_848, 'vgg16': 138_357_544,
 # XLA:CPU compiles threefry random draws slowly (about 2 s per weight shape, 20-30 s per model
 # on busy cores); the RngBitGenerator key draws the same distributions at a fraction of that.
 INIT_KEY = jax.random.key(0, impl='rbg')
-
-
-def count(tree) -> int:
-  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
-
-
-def preset_model(preset, num_classes=None):
-  config = load_config('vgg', preset)
-  return create_model(config.model, num_classes or DATASETS[config.data.name].num_classes), config
 
 
 def conv_dense_macs(model, shape) -> int:
@@ -55,18 +45,18 @@ def test_presets_cover_the_reference_table():
 
 @pytest.mark.parametrize('preset', PRESETS)
 def test_parameter_counts(preset):
-  model, config = preset_model(preset)
+  model, config = preset_model('vgg', preset)
   assert config.data.image_size == 224 and config.model.dropout_rate == 0.5
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3))))
-  assert count(shapes['params']) == EXPECTED[preset]
+  assert param_count(shapes['params']) == EXPECTED[preset]
   if config.model.batch_norm:  # running mean and variance of every conv
-    assert count(shapes['batch_stats']) == EXPECTED[preset] - EXPECTED[preset[:-3]]
+    assert param_count(shapes['batch_stats']) == EXPECTED[preset] - EXPECTED[preset[:-3]]
   else:
     assert 'batch_stats' not in shapes
 
 
 def test_vgg16_macs_at_224():
-  macs = conv_dense_macs(preset_model('vgg16')[0], (1, 224, 224, 3))
+  macs = conv_dense_macs(preset_model('vgg', 'vgg16')[0], (1, 224, 224, 3))
   assert abs(macs / 15.470e9 - 1) < 0.005, macs
 
 
@@ -79,7 +69,7 @@ def test_adaptive_pool_averages_larger_and_repeats_smaller_maps():
 
 
 def test_smallest_input_is_32():
-  model = preset_model('vgg11', 10)[0]
+  model = preset_model('vgg', 'vgg11', 10)[0]
   validate.check_input_size(model, (1, 32, 32, 3))
   with pytest.raises(UserError, match='smallest input it accepts is 32x32'):
     validate.check_input_size(model, (1, 31, 31, 3))
@@ -95,13 +85,13 @@ def test_unknown_depth_fails_when_built():
 @pytest.fixture(scope='module')
 def vgg11_bn_variables():
   """One init serves both tests (XLA:CPU compiles and fills 129M random weights slowly)."""
-  model = preset_model('vgg11_bn', 10)[0]
+  model = preset_model('vgg', 'vgg11_bn', 10)[0]
   x = np.random.default_rng(1).standard_normal((2, 32, 32, 3)).astype(np.float32)
   return model, jax.jit(model.init)(INIT_KEY, x), x
 
 
 def test_vgg11_forward_at_32(vgg11_bn_variables):
-  model = preset_model('vgg11', 10)[0]
+  model = preset_model('vgg', 'vgg11', 10)[0]
   _, bn_variables, x = vgg11_bn_variables
   # VGG-11's parameters are VGG-11-BN's less the BN layers: same names, same shapes.
   params = {k: v for k, v in bn_variables['params'].items() if not k.endswith('_bn')}
