@@ -23,9 +23,17 @@ def get_config(arg=None):
   config.model.lrn = True
   config.model.overlapping_pool = True
   config.model.initialization = 'paper'  # N(0, 0.01) weights, biases 1 where the paper says
+  config.model.activation = 'relu'
+  config.model.hidden_units = 4096
 
   config.data.name = 'imagenet2012'
   config.data.image_size = 227
+  # The paper's augmentation (section 4.1): shorter side to 256, random crops, mirror images,
+  # and PCA lighting along ImageNet's RGB eigenvectors. Evaluation takes the centre crop of
+  # the 256 image, or the paper's 10 crops with --config.eval.crops=10.
+  config.data.resize_size = 256
+  config.data.augment = ('resize_shorter', 'random_crop', 'flip', 'pca_lighting')
+  config.data.std = (1 / 255,) * 3  # the paper only subtracts the mean, from 0..255 pixels
   config.train.batch_size = 128
   config.train.num_epochs = 90
   config.train.log_every_steps = 100
@@ -46,11 +54,18 @@ def get_config(arg=None):
     config.data.image_size = 224
   if preset in ('cifar10', 'imagenette'):
     config.data.name = preset
+    if preset == 'cifar10':
+      # No built-in colour eigenvectors for pca_lighting: `python -m jaxcnn.data.stats
+      # cifar10` computes them, and then it can be added back.
+      config.data.augment = ('resize_shorter', 'random_crop', 'flip')
     config.train.num_epochs = 60
     config.checkpoint.every_steps = 1000
   if preset == 'digits':
     config.data.name = 'digits'
     config.data.image_size = 67  # conv1 -> 15x15, pools -> 7, 3, 1: the smallest that fits
+    config.data.resize_size = 76  # 67 x 256 / 227: the paper's crop-to-image ratio
+    config.data.augment = ('resize_shorter', 'random_crop')  # digits have no mirrors or colour
+    config.data.std = ()  # the dataset's own, with He initialization
     # From N(0, 0.01) the paper's net sits at chance for thousands of steps before it learns
     # (ImageNet affords that; 11 steps per epoch of digits do not). He init learns at once.
     config.model.initialization = 'he'
@@ -58,3 +73,11 @@ def get_config(arg=None):
     config.train.log_every_steps = 20
     config.checkpoint.every_steps = 100
   return config
+
+
+# Ablations for `python -m jaxcnn.sweep --config configs/alexnet.py[:PRESET] --sweep NAME`.
+SWEEPS = {
+    'activation': {'model.activation': ['relu', 'tanh']},  # section 3.1: ReLU trains faster
+    'lrn_pooling': {'model.lrn': [True, False], 'model.overlapping_pool': [True, False]},
+    'dropout': {'model.dropout_rate': [0.5, 0.0]},  # section 4.2: dropout against overfitting
+}

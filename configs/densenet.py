@@ -4,8 +4,9 @@ cifar_densenet_bc100.
 The ImageNet presets follow Huang et al. (2016): 224x224, batch 256, 90 epochs, SGD with
 Nesterov momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at epochs 30 and 60.
 `cifar_densenet_bc100` is DenseNet-BC (L=100, k=12) on CIFAR-10: batch 64, 300 epochs,
-lr 0.1 divided by 10 at 50% and 75% of training; set --config.model.dropout_rate=0.2 to
-train without augmentation as the paper did.
+lr 0.1 divided by 10 at 50% and 75% of training, with the standard augmentation (C10+);
+the paper trains without it (--config.data.augment="('resize',)") only with
+--config.model.dropout_rate=0.2.
 
   python -m jaxcnn.main --config configs/densenet.py:cifar_densenet_bc100
 """
@@ -25,6 +26,8 @@ def get_config(arg=None):
 
   config.data.name = 'imagenet2012'
   config.data.image_size = 224
+  config.data.augment = ('random_resized_crop', 'flip')  # as ResNet's (fb.resnet.torch's)
+  config.data.resize_size = 256  # evaluation: the centre 224 crop of the image at 256
   config.train.batch_size = 256
   config.train.num_epochs = 90
   config.train.log_every_steps = 100
@@ -45,6 +48,9 @@ def get_config(arg=None):
     config.model.growth_rate = 12
     config.data.name = 'cifar10'
     config.data.image_size = 32
+    config.data.augment = ('resize', 'pad', 'random_crop', 'flip')  # C10+, as ResNet's
+    config.data.pad = 4
+    config.data.resize_size = 0
     config.train.batch_size = 64
     config.train.num_epochs = 300
     config.optimizer.milestones = (0.5, 0.75)

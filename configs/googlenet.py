@@ -36,6 +36,10 @@ def get_config(arg=None):
 
   config.data.name = 'imagenet2012'
   config.data.image_size = 224
+  # The paper's crops of 8%-100% of the image area and aspect ratios 3/4-4/3, and mirror
+  # images; evaluation takes the centre 224 crop of the image at 256.
+  config.data.augment = ('random_resized_crop', 'flip')
+  config.data.resize_size = 256
   config.train.batch_size = 256
   config.train.num_epochs = 60
   config.train.log_every_steps = 100
@@ -55,3 +59,10 @@ def get_config(arg=None):
     config.model.variant = 'torchvision'
     config.model.dropout_rate = 0.2
   return config
+
+
+# Ablations for `python -m jaxcnn.sweep --config configs/googlenet.py[:PRESET] --sweep NAME`.
+SWEEPS = {
+    'aux_heads': [{'model.aux_heads': True, 'train.aux_loss_weights': (0.3, 0.3)},
+                  {'model.aux_heads': False, 'train.aux_loss_weights': ()}],
+}

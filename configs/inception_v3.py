@@ -34,6 +34,8 @@ def get_config(arg=None):
 
   config.data.name = 'imagenet2012'
   config.data.image_size = 299
+  config.data.augment = ('random_resized_crop', 'flip')  # GoogLeNet's crops
+  config.data.resize_size = 342  # evaluation: the centre 299 crop of the image at 342
   config.train.batch_size = 256
   config.train.num_epochs = 100
   config.train.log_every_steps = 100

@@ -18,6 +18,10 @@ def get_config(arg=None):
 
   config.data.name = 'digits'
   config.data.image_size = 32
+  # Random 32x32 crops of the image at 36x36 (shifts of up to 4 px). Evaluation takes the
+  # centre crop, or with --config.eval.crops=10 the four corners, the centre and their mirrors.
+  config.data.resize_size = 36
+  config.data.augment = ('resize_shorter', 'random_crop')
   config.train.batch_size = 32
   config.train.num_epochs = 30
   config.train.log_every_steps = 100
@@ -36,3 +40,11 @@ def get_config(arg=None):
   if preset == 'bn':
     config.optimizer.learning_rate = 0.1
   return config
+
+
+# Ablations for `python -m jaxcnn.sweep --config configs/lenet.py --sweep NAME` (experiments/).
+SWEEPS = {
+    'activation': {'model.activation': ['relu', 'tanh', 'sigmoid']},
+    'batch_norm': {'model.batch_norm': [False, True], 'optimizer.learning_rate': [0.05, 0.5, 2.0]},
+    'seeds': {'seed': [0, 1, 2]},
+}

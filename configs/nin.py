@@ -22,6 +22,8 @@ def get_config(arg=None):
 
   config.data.name = 'imagenet2012'
   config.data.image_size = 224
+  config.data.resize_size = 256  # AlexNet's augmentation, which the paper follows
+  config.data.augment = ('resize_shorter', 'random_crop', 'flip', 'pca_lighting')
   config.train.batch_size = 128
   config.train.num_epochs = 90
   config.train.log_every_steps = 100

@@ -24,6 +24,10 @@ def get_config(arg=None):
 
   config.data.name = 'imagenet2012'
   config.data.image_size = 224
+  # The paper's fixed-scale training (S = 256): random 224 crops, mirror images and AlexNet's
+  # RGB colour shift; evaluation takes the centre crop of the image at 256.
+  config.data.resize_size = 256
+  config.data.augment = ('resize_shorter', 'random_crop', 'flip', 'pca_lighting')
   config.train.batch_size = 256
   config.train.num_epochs = 74
   config.train.log_every_steps = 100
@@ -37,3 +41,10 @@ def get_config(arg=None):
   config.optimizer.plateau_min_scale = 1e-3
   config.checkpoint.every_steps = 5000
   return config
+
+
+# Ablations for `python -m jaxcnn.sweep --config configs/vgg.py[:PRESET] --sweep NAME`.
+SWEEPS = {
+    # Ioffe and Szegedy (2015): batch norm trains faster and at learning rates that fail without.
+    'batch_norm': {'model.batch_norm': [False, True], 'optimizer.learning_rate': [0.01, 0.1]},
+}

@@ -1,42 +1,138 @@
-"""Checkpoints of the whole train state under WORKDIR/checkpoints, with orbax.
+"""A run's saved state: WORKDIR/config.json and checkpoints under WORKDIR/checkpoints (orbax).
 
 The state holds the step, params, batch_stats, optimizer state, the dropout key and the
 latest eval error; the data position follows from the step (see jaxcnn/data/pipeline.py).
-Saves are asynchronous; orbax commits each one atomically, so a killed run never leaves a
-half-written checkpoint that a restore would pick.
+Saves are asynchronous; orbax writes each into a temporary directory and renames it when
+complete, so a killed run never leaves a half-written checkpoint that a restore would pick.
+A checkpoint damaged afterwards (a truncated file) is skipped with a warning, and a writable
+`Checkpoints` moves it to WORKDIR/unreadable_checkpoints/ so that nothing is deleted.
 """
 
+import json
 import os
+import shutil
+import sys
 
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+from ml_collections import config_dict
+
+from jaxcnn.errors import UserError
+
+CONFIG_FILE = 'config.json'
+
+
+def write_run_config(workdir: str, config) -> None:
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, CONFIG_FILE), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+
+def read_run_config(workdir: str) -> config_dict.ConfigDict:
+  """The config a run in `workdir` was started with (tuples come back as lists)."""
+  if not os.path.isdir(workdir):
+    raise UserError(f'workdir {workdir} does not exist; pass the --workdir of a training run')
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise UserError(f'{path} is missing: {workdir} holds no jaxcnn run; pass the --workdir '
+                    'of a training run')
+  with open(path) as f:
+    return config_dict.ConfigDict(json.load(f))
+
+
+def _warn(message: str) -> None:
+  if jax.process_index() == 0:
+    print(f'warning: {message}', file=sys.stderr, flush=True)
 
 
 class Checkpoints:
+  """The checkpoints of one workdir. `create=False` only reads and never creates anything."""
 
-  def __init__(self, workdir: str, keep: int):
-    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  def __init__(self, workdir: str, keep: int = 3, create: bool = True):
+    self.workdir = os.path.abspath(workdir)
+    self.directory = os.path.join(self.workdir, 'checkpoints')
+    self.writable = create
+    if not create and not os.path.isdir(self.directory):
+      raise UserError(f'{workdir} has no checkpoints/ directory: no checkpoint was saved there')
     self.manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=create),
         item_names=('state',))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
 
   def save(self, state) -> None:
     step = int(state.step)
     if step not in self.manager.all_steps():
       self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
 
-  def restore(self, like, step: int | None = None):
-    """The state saved at `step` (default: latest), laid out like the state `like`."""
-    step = self.latest_step() if step is None else step
+  def wait(self) -> None:
+    """Blocks until every save so far is committed."""
+    self.manager.wait_until_finished()
+
+  def _restore_step(self, like, step: int):
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    restored = self.manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+    # A damaged file fails in several of orbax's coroutines at once; the first failure is
+    # raised here, and the others' tracebacks would only bury the one-line warning.
+    hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
+    try:
+      restored = self.manager.restore(
+          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+    finally:
+      sys.unraisablehook = hook
     return restored.state
+
+  def restore(self, like, step: int | None = None):
+    """The state saved at `step`, laid out like the state `like`.
+
+    With step None: the latest readable checkpoint; unreadable later ones are skipped with
+    a warning (and set aside when writable). Raises UserError when there is none to read.
+    """
+    steps = self.all_steps()
+    if not steps:
+      raise UserError(f'no checkpoint in {self.directory}')
+    if step is not None:
+      if step not in steps:
+        raise UserError(f'no checkpoint at step {step} in {self.directory}; saved steps: '
+                        f"{', '.join(map(str, steps))}")
+      try:
+        return self._restore_step(like, step)
+      except Exception as e:  # noqa: BLE001  (orbax and tensorstore raise many kinds)
+        raise UserError(f'checkpoint at step {step} in {self.directory} is unreadable '
+                        f'({_first_line(e)}); pick another step: {steps}') from None
+    for candidate in reversed(steps):
+      try:
+        return self._restore_step(like, candidate)
+      except Exception as e:  # noqa: BLE001
+        where = self._set_aside(candidate) if self.writable else 'left in place'
+        _warn(f'checkpoint at step {candidate} is unreadable ({_first_line(e)}); skipped it '
+              f'({where})')
+    raise UserError(f'no readable checkpoint in {self.directory} (steps {steps} all failed); '
+                    'start over in a new --workdir')
+
+  def _set_aside(self, step: int) -> str:
+    """Moves a bad checkpoint out of orbax's directory, so the step can be saved again."""
+    self.manager.wait_until_finished()
+    target = os.path.join(self.workdir, 'unreadable_checkpoints', str(step))
+    if jax.process_index() == 0:
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      shutil.rmtree(target, ignore_errors=True)
+      shutil.move(os.path.join(self.directory, str(step)), target)
+    if jax.process_count() > 1:  # every process must see the move before it reloads
+      multihost_utils.sync_global_devices(f'set aside checkpoint {step}')
+    self.manager.reload()
+    return f'moved to {target}'
 
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip()
+  return (text.splitlines()[0][:200] if text else type(error).__name__)

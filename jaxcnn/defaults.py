@@ -17,10 +17,26 @@ def base_config() -> config_dict.ConfigDict:
   config.data.name = 'digits'
   config.data.data_dir = config_dict.placeholder(str)  # None: $TFDS_DATA_DIR or ~/tensorflow_datasets
   config.data.download = False  # training never touches the network unless asked to
-  config.data.image_size = 32  # images are resized to image_size x image_size
+  config.data.image_size = 32  # the model's input is image_size x image_size
   config.data.mean = ()  # per-channel normalization; () takes the dataset's own statistics
   config.data.std = ()
   config.data.shuffle_buffer = 16_384
+  # Training images go through these ops in order (jaxcnn/data/augment.py), each with its
+  # own random numbers from (seed, epoch, the example's index in the epoch). The ops:
+  # resize (the whole image to image_size), resize_shorter (shorter side to resize_size),
+  # pad (data.pad pixels of black on each side), random_crop (an image_size crop),
+  # random_resized_crop (a crop of random area and aspect, resized to image_size: Inception's),
+  # flip (left-right, half the time), pca_lighting (AlexNet's colour shift along the
+  # dataset's RGB eigenvectors). The last op that sizes the image must make it image_size.
+  config.data.augment = ('resize',)
+  # > 0: evaluation resizes the shorter side to this and takes image_size crops (the centre
+  # one, or 10 with eval.crops=10), as does resize_shorter in training; 0: evaluation resizes
+  # the whole image to image_size.
+  config.data.resize_size = 0
+  config.data.pad = 4  # pad: pixels on each side (CIFAR's 4)
+  config.data.crop_area = (0.08, 1.0)  # random_resized_crop: range of the crop's share of the area
+  config.data.crop_aspect = (3 / 4, 4 / 3)  # random_resized_crop: range of width / height
+  config.data.lighting_std = 0.1  # pca_lighting: std of each component's random weight (AlexNet's)
 
   config.train = config_dict.ConfigDict()
   config.train.batch_size = 128  # global, over all devices and processes
@@ -32,6 +48,12 @@ def base_config() -> config_dict.ConfigDict:
   # device's share of it (the statistics of pmap-era multi-GPU training).
   config.train.batch_norm_per_device = False
   config.train.aux_loss_weights = ()  # weights of the auxiliary heads' losses, in output order
+  # A step with a non-finite loss or state stops the run with an error (default), or with
+  # True is skipped (the state stays as it was) and counted in the train records.
+  config.train.skip_nonfinite_steps = False
+  # The models' computation dtype: 'bfloat16' is mixed precision (parameters, optimizer state
+  # and the loss stay float32).
+  config.train.compute_dtype = 'float32'
 
   config.optimizer = config_dict.ConfigDict()
   config.optimizer.learning_rate = 0.01
@@ -49,7 +71,10 @@ def base_config() -> config_dict.ConfigDict:
   config.eval = config_dict.ConfigDict()
   config.eval.batch_size = 256
   config.eval.every_steps = 0  # 0: after every epoch (and always at the end)
-  config.eval.crops = 1  # 1: the whole (resized) image
+  # 1: one image (see data.resize_size); 10: the 4 corner and the centre crops and their
+  # mirror images, softmax averaged (AlexNet's and ResNet's test protocol); 5: the same
+  # without the mirror images (for data that are not mirror symmetric, as digits).
+  config.eval.crops = 1
 
   config.checkpoint = config_dict.ConfigDict()
   config.checkpoint.every_steps = 500

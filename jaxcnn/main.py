@@ -2,7 +2,9 @@
 
   python -m jaxcnn.main --config configs/NAME.py[:PRESET] [--workdir DIR] [--config.KEY=VALUE ...]
 
-Without --workdir the run goes to runs/<NAME>-<PRESET>. Rerunning a command resumes it.
+Without --workdir the run goes to runs/<NAME>-<PRESET>. Rerunning a command resumes it;
+SIGTERM or Ctrl-C saves a checkpoint and exits 0. `--start_over` moves aside a run of
+another config that the workdir holds, instead of refusing to touch it.
 """
 
 import os
@@ -16,6 +18,9 @@ from jaxcnn.errors import UserError
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file and preset: configs/NAME.py[:PRESET].', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Work directory (default runs/<NAME>-<PRESET>).')
+_START_OVER = flags.DEFINE_bool(
+    'start_over', False, 'Start afresh even if the workdir holds a run of another config; that '
+    'run is moved to WORKDIR.replaced-TIME.')
 flags.mark_flags_as_required(['config'])
 
 
@@ -50,8 +55,8 @@ def default_workdir(config_argument: str) -> str:
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
-    fail(f"unexpected arguments {' '.join(argv[1:])}; options are --config, --workdir and "
-         '--config.KEY=VALUE')
+    fail(f"unexpected arguments {' '.join(argv[1:])}; options are --config, --workdir, "
+         '--start_over and --config.KEY=VALUE')
   workdir = _WORKDIR.value
   if workdir is None:
     workdir = default_workdir(flags.FLAGS['config'].serialize().split('=', 1)[1])
@@ -62,7 +67,7 @@ def main(argv: list[str]) -> None:
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   from jaxcnn import train  # after flag parsing: `--help` and flag errors stay fast
   try:
-    train.train_and_evaluate(_CONFIG.value, workdir)
+    train.train_and_evaluate(_CONFIG.value, workdir, start_over=_START_OVER.value)
   except UserError as e:
     fail(str(e))
 

@@ -19,8 +19,10 @@ from jaxcnn.errors import UserError
 def initialize_distributed(distributed) -> None:
   """Starts JAX's multi-controller runtime when the config or the environment asks for it.
 
-  Must run before anything touches a JAX device.
+  Must run before anything touches a JAX device; a second call does nothing.
   """
+  if jax.distributed.is_initialized():
+    return
   if distributed.coordinator_address:
     jax.distributed.initialize(distributed.coordinator_address, distributed.num_processes,
                                distributed.process_id)

@@ -25,6 +25,8 @@ def format_record(record: dict) -> str:
            f"top-1 {100 * record['top1']:.2f}%", f"top-5 {100 * record['top5']:.2f}%"]
   if 'images_per_sec' in record:
     parts += [f"{record['images_per_sec']:.0f} img/s", f"lr {record['learning_rate']:.3g}"]
+  if record.get('skipped_steps'):
+    parts.append(f"{record['skipped_steps']} non-finite steps skipped")
   if 'num_examples' in record:
     parts.append(f"{record['num_examples']} examples")
   return ' | '.join(parts)

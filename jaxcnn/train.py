@@ -4,9 +4,9 @@
 checkpoint in `workdir`, and returns the final eval metrics.
 """
 
+import contextlib
 import dataclasses
 import functools
-import json
 import os
 import time
 from typing import Any
@@ -15,19 +15,34 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax.training import train_state
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxcnn import data as input_data
 from jaxcnn import optim, parallel, validate
-from jaxcnn.checkpoint import Checkpoints
+from jaxcnn.checkpoint import Checkpoints, read_run_config, write_run_config
+from jaxcnn.data.recipes import CENTER_VIEW
 from jaxcnn.errors import UserError
+from jaxcnn.preemption import StopRequests
 from jaxcnn.reporting import Reporter, read_metrics
+
+
+NO_NONFINITE_STEP = jnp.iinfo(jnp.int32).max  # what `first_nonfinite_step` holds while all is well
 
 
 class TrainState(train_state.TrainState):
   batch_stats: Any
   dropout_key: jax.Array  # raw key data; step k uses fold_in(key, k), so resuming is exact
   eval_error: jax.Array  # latest eval top-1 error: what the plateau schedule watches
+  # Train metrics summed since the last train record; in the checkpoint, so that a resumed
+  # run writes the same records as an uninterrupted one.
+  metric_sums: dict[str, jax.Array]
+  first_nonfinite_step: jax.Array  # NO_NONFINITE_STEP until a step's loss or state is not
+
+
+def zero_metric_sums() -> dict[str, jax.Array]:
+  return {'loss': jnp.float32(0), 'top1': jnp.float32(0), 'top5': jnp.float32(0),
+          'nonfinite_steps': jnp.int32(0)}
 
 
 def create_train_state(config, model, tx, input_shape, apply_fn=None) -> TrainState:
@@ -37,7 +52,8 @@ def create_train_state(config, model, tx, input_shape, apply_fn=None) -> TrainSt
   return TrainState.create(
       apply_fn=apply_fn or model.apply, params=variables['params'], tx=tx,
       batch_stats=variables.get('batch_stats', {}),
-      dropout_key=jax.random.key_data(dropout_key), eval_error=jnp.ones((), jnp.float32))
+      dropout_key=jax.random.key_data(dropout_key), eval_error=jnp.ones((), jnp.float32),
+      metric_sums=zero_metric_sums(), first_nonfinite_step=jnp.int32(NO_NONFINITE_STEP))
 
 
 def cross_entropy(logits, labels, label_smoothing: float = 0.0) -> jax.Array:
@@ -97,40 +113,77 @@ def train_step(state: TrainState, batch, label_smoothing: float,
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params,
                                        value=state.eval_error)
-  state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                        opt_state=opt_state, batch_stats=batch_stats)
-  metrics = {'loss': loss,
-             'top1': top_k_correct(logits, batch['label'], 1).mean(),
-             'top5': top_k_correct(logits, batch['label'], 5).mean()}
+  stepped = state.replace(params=optax.apply_updates(state.params, updates),
+                          opt_state=opt_state, batch_stats=batch_stats)
+  # A step whose loss or new state is not finite leaves the state as it was (but for the step
+  # count), so a non-finite state never exists to be saved; the loop decides to stop or go on.
+  finite = jnp.isfinite(loss)
+  for leaf in jax.tree.leaves((stepped.params, stepped.batch_stats)):
+    finite &= jnp.all(jnp.isfinite(leaf))
+  state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), stepped, state)
+  metrics = {'loss': jnp.where(finite, loss, 0.0),
+             'top1': jnp.where(finite, top_k_correct(logits, batch['label'], 1).mean(), 0.0),
+             'top5': jnp.where(finite, top_k_correct(logits, batch['label'], 5).mean(), 0.0),
+             'nonfinite_steps': 1 - finite.astype(jnp.int32)}
+  state = state.replace(
+      step=state.step + 1, metric_sums=jax.tree.map(jnp.add, state.metric_sums, metrics),
+      first_nonfinite_step=jnp.where(finite, state.first_nonfinite_step,
+                                     jnp.minimum(state.first_nonfinite_step, state.step + 1)))
   return state, metrics
 
 
 def eval_step(state: TrainState, batch):
-  """Sums over the real (mask=True) examples of a batch; running statistics stay frozen."""
-  logits = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},
-                          batch['image'], train=False)
-  mask = batch['mask']
-  return {'loss': jnp.sum(cross_entropy(logits, batch['label']) * mask),
-          'top1': jnp.sum(top_k_correct(logits, batch['label'], 1) & mask),
-          'top5': jnp.sum(top_k_correct(logits, batch['label'], 5) & mask),
-          'num_examples': jnp.sum(mask)}
+  """Sums over the real (mask=True) examples of a batch; running statistics stay frozen.
+
+  Images [B, V, S, S, C] (eval.crops=V: 5 or 10) are V views of each example: its loss,
+  top-1 and top-5 are those of the mean of the V softmaxes, and `center_top1`,
+  `center_top5` those of the centre crop alone.
+  """
+  apply = lambda images: state.apply_fn(
+      {'params': state.params, 'batch_stats': state.batch_stats}, images, train=False)
+  labels, mask = batch['label'], batch['mask']
+  sums = {}
+  if batch['image'].ndim == 5:
+    views = jax.lax.map(apply, jnp.moveaxis(batch['image'], 1, 0))  # one view at a time
+    center = views[CENTER_VIEW]
+    sums['center_top1'] = jnp.sum(top_k_correct(center, labels, 1) & mask)
+    sums['center_top5'] = jnp.sum(top_k_correct(center, labels, 5) & mask)
+    # log of the mean softmax: log-probabilities are logits whose softmax is themselves
+    logits = jax.nn.logsumexp(jax.nn.log_softmax(views), axis=0) - jnp.log(views.shape[0])
+  else:
+    logits = apply(batch['image'])
+  return {'loss': jnp.sum(cross_entropy(logits, labels) * mask),
+          'top1': jnp.sum(top_k_correct(logits, labels, 1) & mask),
+          'top5': jnp.sum(top_k_correct(logits, labels, 5) & mask),
+          **sums, 'num_examples': jnp.sum(mask)}
 
 
 def evaluate(eval_step_fn, state, data, mesh) -> dict:
-  """Loss, top-1 and top-5 over every example of the eval split, each counted once."""
-  totals = None
+  """The eval metrics over every example of the eval split, each counted once: loss, top1,
+  top5 and num_examples; with several crops per example also `crops` and the centre crop's
+  center_top1 and center_top5."""
+  totals, crops = None, 1
   for batch in parallel.prefetch_to_mesh(data.eval_batches(), mesh):
     sums = eval_step_fn(state, batch)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    crops = batch['image'].shape[1] if batch['image'].ndim == 5 else 1
   totals = jax.device_get(totals)
   count = int(totals['num_examples'])
-  return {'loss': float(totals['loss']) / count, 'top1': float(totals['top1']) / count,
-          'top5': float(totals['top5']) / count, 'num_examples': count}
+  means = ('loss', 'top1', 'top5', 'center_top1', 'center_top5')
+  return {**{key: float(totals[key]) / count for key in means if key in totals},
+          'num_examples': count, **({'crops': crops} if crops > 1 else {})}
 
 
 def _final_line(record: dict, workdir: str) -> str:
-  return (f"final eval top-1 {100 * record['top1']:.2f}% (top-5 {100 * record['top5']:.2f}%, "
-          f"{record['num_examples']} examples, step {record['step']}); workdir {workdir}")
+  percent = lambda key: f'{100 * record[key]:.2f}%'
+  if 'crops' in record:  # the crops' mean and the centre crop side by side
+    crops = f"{record['crops']}-crop"
+    accuracy = (f"top-1 {percent('top1')} {crops}, {percent('center_top1')} centre crop "
+                f"(top-5 {percent('top5')} {crops}, {percent('center_top5')} centre crop, ")
+  else:
+    accuracy = f"top-1 {percent('top1')} (top-5 {percent('top5')}, "
+  return (f"final eval {accuracy}{record['num_examples']} examples, step {record['step']}); "
+          f'workdir {workdir}')
 
 
 @dataclasses.dataclass
@@ -147,7 +200,7 @@ class Setup:
 
 
 def setup(config) -> Setup:
-  validate.check_config(config)
+  """Everything but the steps, for a config that validate.check_config has passed."""
   parallel.initialize_distributed(config.distributed)
   mesh = parallel.make_mesh(config.mesh.data, config.mesh.model)
   validate.check_batch_sizes(config, mesh.shape['data'], jax.process_count())
@@ -170,35 +223,66 @@ def setup(config) -> Setup:
 def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
   """Eval metrics of the checkpoint at `step` (default: latest) of `workdir`, on the mesh
   and processes that `config` gives, whichever mesh wrote it."""
+  validate.check_config(config)
   run = setup(config)
-  checkpoints = Checkpoints(workdir, config.checkpoint.keep)
+  checkpoints = Checkpoints(workdir, create=False)
   state = checkpoints.restore(run.state, step)
   checkpoints.close()
   return {'step': int(state.step), 'split': 'eval',
           **evaluate(run.eval_step, state, run.data, run.mesh)}
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
+def _open_workdir(config, workdir: str, start_over: bool) -> None:
+  """Refuses a workdir it cannot write to, or whose checkpoints belong to a run of another
+  config; `start_over` moves such a run aside to WORKDIR.replaced-TIME instead of refusing."""
+  if os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    conflicts = validate.resume_conflicts(read_run_config(workdir), config)
+    if conflicts and not start_over:
+      raise UserError(f'workdir {workdir} holds a run with another config ({"; ".join(conflicts)}); '
+                      'pass another --workdir, or --start_over to move that run aside')
+    if start_over:
+      aside = f"{workdir.rstrip(os.sep)}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+      if jax.process_index() == 0:
+        os.rename(workdir, aside)
+        print(f'moved the previous run in {workdir} to {aside}')
+      if jax.process_count() > 1:
+        multihost_utils.sync_global_devices('start over')
+  validate.check_workdir_writable(workdir)
+
+
+def _stop_if_nonfinite(first_nonfinite_step: int, checkpoints: Checkpoints) -> None:
+  if first_nonfinite_step == NO_NONFINITE_STEP:
+    return
+  checkpoints.wait()
+  last = checkpoints.latest_step()
+  good = (f'the last good checkpoint, step {last}, is in {checkpoints.directory}'
+          if last is not None else 'no checkpoint had been saved before it')
+  raise UserError(f'the loss or the parameters became non-finite (NaN or inf) at step '
+                  f'{first_nonfinite_step}; nothing after it was saved and {good}; lower '
+                  'optimizer.learning_rate, or pass --config.train.skip_nonfinite_steps=True '
+                  'to skip such steps')
+
+
+def train_and_evaluate(config, workdir: str, start_over: bool = False) -> dict:
+  """Trains, or resumes from the latest readable checkpoint in `workdir`; returns the final
+  eval metrics ({} when a signal stopped the run early, after saving a checkpoint)."""
+  validate.check_config(config)
+  parallel.initialize_distributed(config.distributed)
+  _open_workdir(config, workdir, start_over)
   run = setup(config)
-  mesh, data, state, shardings, total_steps = (run.mesh, run.data, run.state, run.shardings,
-                                               run.total_steps)
-  os.makedirs(workdir, exist_ok=True)
+  mesh, data, shardings, total_steps = run.mesh, run.data, run.shardings, run.total_steps
   checkpoints = Checkpoints(workdir, config.checkpoint.keep)
-  latest = checkpoints.latest_step()
-  if latest is not None and latest >= total_steps:
+  state = checkpoints.restore(run.state) if checkpoints.all_steps() else run.state
+  start_step = int(state.step)
+  if start_step >= total_steps:
     checkpoints.close()
     evals = [r for r in read_metrics(workdir) if r['split'] == 'eval']
     final = evals[-1] if evals else {}
-    print(f'run already finished at step {latest} of {total_steps}; nothing to do. '
+    print(f'run already finished at step {start_step} of {total_steps}; nothing to do. '
           + (_final_line(final, workdir) if final else f'workdir {workdir}'))
     return final
-  if latest is None:
-    if jax.process_index() == 0:
-      with open(os.path.join(workdir, 'config.json'), 'w') as f:
-        f.write(config.to_json_best_effort(indent=2))
-  else:
-    state = checkpoints.restore(state)
-  start_step = int(state.step)
+  if start_step == 0:
+    write_run_config(workdir, config)
 
   reporter = Reporter(workdir, total_steps, start_step)
   progress = f'resuming from checkpoint at step {start_step} of' if start_step else 'training for'
@@ -211,37 +295,53 @@ def train_and_evaluate(config, workdir: str) -> dict:
       in_shardings=(shardings, NamedSharding(mesh, P('data'))), out_shardings=(shardings, None),
       donate_argnums=0)
   batches = parallel.prefetch_to_mesh(data.train_batches(start_step), mesh)
-  summed, summed_steps, timer, paused = None, 0, time.perf_counter(), 0.0
+  log_every = config.train.log_every_steps
+  timed_steps, timer, paused = 0, time.perf_counter(), 0.0
+  final = {}
 
-  for step in range(start_step + 1, total_steps + 1):  # `step` counts steps done, as state.step
-    state, metrics = train_step_fn(state, next(batches))
-    summed = metrics if summed is None else jax.tree.map(jnp.add, summed, metrics)
-    summed_steps += 1
-    reporter.advance()
+  with StopRequests() as stop, contextlib.closing(reporter), contextlib.closing(checkpoints):
+    for step in range(start_step + 1, total_steps + 1):  # `step` counts steps done, as state.step
+      state, _ = train_step_fn(state, next(batches))
+      timed_steps += 1
+      reporter.advance()
 
-    if step % config.train.log_every_steps == 0 or step == total_steps:
-      means = {k: float(v) / summed_steps for k, v in jax.device_get(summed).items()}
-      seconds = time.perf_counter() - timer - paused
-      reporter.write({'step': step, 'split': 'train', **means,
-                      'learning_rate': optim.current_learning_rate(run.schedule, state.opt_state, step),
-                      'images_per_sec': summed_steps * config.train.batch_size / seconds,
-                      'epoch': step / data.steps_per_epoch})
-      summed, summed_steps, timer, paused = None, 0, time.perf_counter(), 0.0
+      stopping = stop.should_stop(step, log_every)
+      logging = step % log_every == 0 or step == total_steps
+      evaluating = step % run.steps_per_eval == 0 or step == total_steps
+      saving = step % config.checkpoint.every_steps == 0 or step == total_steps or stopping
+      if not config.train.skip_nonfinite_steps and (logging or evaluating or saving):
+        _stop_if_nonfinite(int(state.first_nonfinite_step), checkpoints)
 
-    evaluating = step % run.steps_per_eval == 0 or step == total_steps
-    saving = step % config.checkpoint.every_steps == 0 or step == total_steps
-    if evaluating or saving:  # not counted as training time, once queued steps have finished
-      jax.block_until_ready(state)
-    pause_start = time.perf_counter()
-    if evaluating:
-      final = {'step': step, 'split': 'eval', **evaluate(run.eval_step, state, data, mesh)}
-      reporter.write(final)
-      state = state.replace(eval_error=parallel.replicate(jnp.float32(1 - final['top1']), mesh))
-    if saving:
-      checkpoints.save(state)
-    paused += time.perf_counter() - pause_start
+      if logging:
+        sums = jax.device_get(state.metric_sums)
+        state = state.replace(metric_sums=parallel.replicate(zero_metric_sums(), mesh))
+        skipped = int(sums.pop('nonfinite_steps'))
+        counted = step - (step - 1) // log_every * log_every - skipped  # steps since the last record
+        means = {k: float(v) / counted if counted else float('nan') for k, v in sums.items()}
+        seconds = time.perf_counter() - timer - paused
+        reporter.write({'step': step, 'split': 'train', **means, 'skipped_steps': skipped,
+                        'learning_rate': optim.current_learning_rate(run.schedule, state.opt_state,
+                                                                     step),
+                        'images_per_sec': timed_steps * config.train.batch_size / seconds,
+                        'epoch': step / data.steps_per_epoch})
+        timed_steps, timer, paused = 0, time.perf_counter(), 0.0
 
-  checkpoints.close()
-  reporter.close()
+      if evaluating or saving:  # not counted as training time, once queued steps have finished
+        jax.block_until_ready(state)
+      pause_start = time.perf_counter()
+      if evaluating:
+        final = {'step': step, 'split': 'eval', **evaluate(run.eval_step, state, data, mesh)}
+        reporter.write(final)
+        state = state.replace(eval_error=parallel.replicate(jnp.float32(1 - final['top1']), mesh))
+      if saving:
+        checkpoints.save(state)
+      paused += time.perf_counter() - pause_start
+      if stopping:
+        checkpoints.wait()
+        reporter.print(f"stopped by {stop.signal_name or 'a signal to another process'} at step "
+                       f'{step} of {total_steps}; the checkpoint of step {step} is saved in '
+                       f'{checkpoints.directory}; rerun the same command to resume')
+        return {}
+
   print(_final_line(final, workdir))
   return final

@@ -1,10 +1,16 @@
 """Config checks that run before any compute; each failure is one UserError line."""
 
+import difflib
+import json
+import os
+import tempfile
+
 import jax
 import jax.numpy as jnp
 
 from jaxcnn import optim
 from jaxcnn.data.datasets import DATASETS
+from jaxcnn.data.recipes import recipe_problem
 from jaxcnn.errors import UserError
 from jaxcnn.models import create_model, model_class
 from jaxcnn.summary import called_jaxprs
@@ -22,8 +28,10 @@ def check_config(config) -> None:
     model_class(config.model.name)
   except ValueError as e:
     raise UserError(str(e)) from None
-  _require(config.data.name in DATASETS, f"unknown data.name '{config.data.name}'; known: "
-           f"{', '.join(sorted(DATASETS))}")
+  close = difflib.get_close_matches(config.data.name, DATASETS, n=1)
+  _require(config.data.name in DATASETS, f"unknown data.name '{config.data.name}'; "
+           + (f"did you mean '{close[0]}'? " if close else '')
+           + f"known: {', '.join(sorted(DATASETS))}")
   train, opt = config.train, config.optimizer
   _require(train.batch_size > 0, f'train.batch_size={train.batch_size} must be > 0')
   _require(config.eval.batch_size > 0, f'eval.batch_size={config.eval.batch_size} must be > 0')
@@ -47,8 +55,20 @@ def check_config(config) -> None:
            f'train.label_smoothing={train.label_smoothing} must be in [0, 1)')
   dropout = config.model.get('dropout_rate', 0.0)
   _require(0 <= dropout < 1, f'model.dropout_rate={dropout} must be in [0, 1)')
-  _require(config.eval.crops == 1, f'eval.crops={config.eval.crops}: only 1 (whole image) is '
-           'implemented so far; set --config.eval.crops=1')
+  _require(config.eval.crops in (1, 5, 10), f'eval.crops={config.eval.crops} must be 1 (one '
+           'image), 5 (4 corner and centre crops) or 10 (those and their mirror images)')
+  _require(config.eval.crops == 1 or config.data.resize_size > config.data.image_size,
+           f'eval.crops={config.eval.crops} cuts data.image_size={config.data.image_size} crops '
+           f'from images resized to data.resize_size={config.data.resize_size}; set '
+           'data.resize_size above image_size (e.g. 256 for 224) so that the crops differ')
+  recipe = recipe_problem(config.data)
+  _require(recipe is None, recipe or '')
+  channels = DATASETS[config.data.name].channels
+  for key in ('mean', 'std'):
+    values = tuple(config.data[key])
+    _require(len(values) in (0, channels), f'data.{key}={values} has {len(values)} values but '
+             f"'{config.data.name}' has {channels} channel(s); give {channels} or () for the "
+             "dataset's own")
 
 
 def check_batch_sizes(config, data_devices: int, process_count: int) -> None:
@@ -113,3 +133,38 @@ def check_input_size(model, input_shape) -> None:
     low, high = (low, middle) if input_problem(model, middle, channels) is None else (middle, high)
   raise UserError(f"data.image_size={size} is too small for model '{name}': the smallest input "
                   f'it accepts is {high}x{high}')
+
+
+# What a resumed run may change: how long it trains, how it evaluates, checkpoints and
+# reports, where its data lies, and the devices it runs on. Anything else would make the
+# resumed steps those of another experiment.
+_RESUMABLE_CHANGES = ('train.num_epochs', 'train.num_steps', 'train.log_every_steps', 'eval.',
+                      'checkpoint.', 'data.data_dir', 'data.download', 'distributed.', 'mesh.')
+
+
+def _flat(tree, prefix: str = '') -> dict:
+  if not isinstance(tree, dict):
+    return {prefix[:-1]: tree}
+  return {k: v for key, value in tree.items() for k, v in _flat(value, f'{prefix}{key}.').items()}
+
+
+def resume_conflicts(saved, config) -> list[str]:
+  """The keys on which `config` differs from the `saved` config of a run it would resume,
+  other than those a resumed run may change, as 'key: saved -> new'."""
+  as_plain = lambda c: _flat(json.loads(c.to_json_best_effort()))
+  old, new = as_plain(saved), as_plain(config)
+  return [f'{key}: {old.get(key)!r} -> {new.get(key)!r}' for key in sorted(old.keys() | new.keys())
+          if old.get(key) != new.get(key) and not key.startswith(_RESUMABLE_CHANGES)]
+
+
+def check_workdir_writable(workdir: str) -> None:
+  """Proves that `workdir`, or where it would be created, takes files; creates nothing."""
+  existing = os.path.abspath(workdir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  try:
+    with tempfile.TemporaryFile(dir=existing):
+      pass
+  except OSError as e:
+    raise UserError(f'workdir {workdir} is not writable ({e.strerror or e}); pass a --workdir '
+                    'you can write to') from None

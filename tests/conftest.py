@@ -89,8 +89,8 @@ def digits_config(digits_dir):
   return make
 
 
-def cli_env() -> dict[str, str]:
-  env = dict(os.environ)
+def cli_env(**extra: str) -> dict[str, str]:
+  env = dict(os.environ, **extra)
   env['TF_CPP_MIN_LOG_LEVEL'] = '2'
   env['JAX_PLATFORMS'] = 'cpu'  # no accelerator probing (and no warnings about it) on stderr
   env['PYTHONUNBUFFERED'] = '1'
@@ -103,10 +103,11 @@ def cli_command(*args: str) -> list[str]:
 
 @pytest.fixture
 def run_cli():
-  """`run_cli(cwd, *args, timeout=...)` runs `python -m jaxcnn.main ARGS` and returns the result."""
+  """`run_cli(cwd, *args, timeout=..., env=...)` runs `python -m jaxcnn.main ARGS` (with extra
+  environment variables `env`) and returns the result."""
 
-  def run(cwd, *args: str, timeout: float = 180):
-    return subprocess.run(cli_command(*args), cwd=cwd, env=cli_env(), capture_output=True,
-                          text=True, timeout=timeout)
+  def run(cwd, *args: str, timeout: float = 180, env: dict[str, str] | None = None):
+    return subprocess.run(cli_command(*args), cwd=cwd, env=cli_env(**(env or {})),
+                          capture_output=True, text=True, timeout=timeout)
 
   return run

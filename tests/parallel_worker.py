@@ -4,7 +4,8 @@
 
 Trains a few steps of AlexNet on meshes (1, 1), (8, 1) and (4, 2) and ResNet-18 (float64
 compute) on (1, 1) and (8, 1), each into OUT_DIR/<name>, and prints one JSON object: per run the train losses
-and the final parameters' path to an .npz, plus the all-gathers of the two-tower step.
+and the final parameters' path to an .npz (for AlexNet on (4, 2) also the eval split's
+softmax outputs, an .npy), plus the all-gathers of the two-tower step.
 """
 
 import os
@@ -38,17 +39,34 @@ def small_config(file, preset, data_dir, data, model):
   return config
 
 
-def run(config, workdir):
+def run(config, workdir, eval_probabilities=False):
   train.train_and_evaluate(config, workdir)
+  setup = train.setup(config)
   checkpoints = Checkpoints(workdir, 3)
-  state = checkpoints.restore(train.setup(config).state)
+  state = checkpoints.restore(setup.state)
   checkpoints.close()
   params_path = os.path.join(workdir, 'params.npz')
   flat = jax.tree_util.tree_flatten_with_path(jax.device_get(state.params))[0]
   np.savez(params_path, **{jax.tree_util.keystr(k): v for k, v in flat})
   records = read_metrics(workdir)
-  return {'losses': [r['loss'] for r in records if r['split'] == 'train'],
-          'eval': [r for r in records if r['split'] == 'eval'][-1], 'params': params_path}
+  result = {'losses': [r['loss'] for r in records if r['split'] == 'train'],
+            'eval': [r for r in records if r['split'] == 'eval'][-1], 'params': params_path}
+  if eval_probabilities:
+    result['eval_probabilities'] = os.path.join(workdir, 'eval_probabilities.npy')
+    np.save(result['eval_probabilities'], evaluation_probabilities(setup, state))
+  return result
+
+
+def evaluation_probabilities(setup, state):
+  """Softmax outputs for the eval split, each example once, as the run's evaluation computes
+  them: its eval batches on its mesh, through the state's (sharded) apply_fn."""
+  probabilities = jax.jit(
+      lambda state, images: jax.nn.softmax(state.apply_fn(
+          {'params': state.params, 'batch_stats': state.batch_stats}, images, train=False)),
+      in_shardings=(setup.shardings, NamedSharding(setup.mesh, P('data'))))
+  rows = [np.asarray(probabilities(state, batch['image']))[np.asarray(batch['mask'])]
+          for batch in parallel.prefetch_to_mesh(setup.data.eval_batches(), setup.mesh)]
+  return np.concatenate(rows)
 
 
 def tower_all_gathers(config):
@@ -68,7 +86,8 @@ def main(data_dir, out_dir):
   results = {}
   for data, model in ((1, 1), (8, 1), (4, 2)):
     config = small_config('alexnet.py', 'digits', data_dir, data, model)
-    results[f'alexnet_{data}x{model}'] = run(config, os.path.join(out_dir, f'alexnet_{data}x{model}'))
+    results[f'alexnet_{data}x{model}'] = run(config, os.path.join(out_dir, f'alexnet_{data}x{model}'),
+                                             eval_probabilities=(data, model) == (4, 2))
   results['tower_all_gathers'] = tower_all_gathers(small_config('alexnet.py', 'digits', data_dir, 4, 2))
   # In float32, BN layers whose gradients nearly cancel (a bias feeding the next BN) differ
   # by rounding between summation orders, and a few steps amplify that; in float64 the

@@ -1,15 +1,19 @@
-"""jaxcnn.checkpoint.Checkpoints: a saved TrainState restores into a fresh one, field for field."""
+"""jaxcnn.checkpoint.Checkpoints: a saved TrainState restores into a fresh one, field for field;
+damaged checkpoints are skipped with a warning or named in a one-line error."""
 
 import functools
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from jaxcnn import data as input_data
 from jaxcnn import optim, train
 from jaxcnn.checkpoint import Checkpoints
+from jaxcnn.errors import UserError
 from jaxcnn.models import create_model
 
 
@@ -67,3 +71,49 @@ def test_save_and_restore_round_trip(tmp_path, digits_config):
   b, _ = step(restored, batch)
   assert leaves_equal(a.params, b.params)
 
+
+
+
+@flax.struct.dataclass
+class TinyState:
+  """A stand-in for a train state: a step, and an array holding the step's value."""
+  step: jax.Array
+  w: jax.Array
+
+  @classmethod
+  def at(cls, step: int):
+    return cls(jnp.int32(step), jnp.full(1000, float(step)))
+
+
+def test_damaged_checkpoints_are_skipped_or_named(tmp_path, capsys):
+  checkpoints = Checkpoints(str(tmp_path), keep=3)
+  for step in (1, 2):
+    checkpoints.save(TinyState.at(step))
+  checkpoints.close()
+  data_file = max((tmp_path / 'checkpoints' / '2' / 'state' / 'd').iterdir(),
+                  key=lambda p: p.stat().st_size)
+  with open(data_file, 'r+b') as f:
+    f.truncate(data_file.stat().st_size // 2)
+
+  # Read-only: the damaged step 2 is skipped with a warning, and left where it is.
+  reader = Checkpoints(str(tmp_path), create=False)
+  assert float(reader.restore(TinyState.at(0)).w[0]) == 1.0
+  assert capsys.readouterr().err.startswith('warning: checkpoint at step 2 is unreadable (')
+  assert reader.all_steps() == [1, 2]
+  with pytest.raises(UserError, match=r'checkpoint at step 2 in .* is unreadable .*\[1, 2\]'):
+    reader.restore(TinyState.at(0), step=2)
+  with pytest.raises(UserError, match=r'no checkpoint at step 5 in .*; saved steps: 1, 2'):
+    reader.restore(TinyState.at(0), step=5)
+  reader.close()
+  with pytest.raises(UserError, match=r'has no checkpoints/ directory'):
+    Checkpoints(str(tmp_path / 'elsewhere'), create=False)
+  assert not (tmp_path / 'elsewhere').exists()
+
+  # Writable (a run resuming): the damaged one is moved aside, so its step can be saved anew.
+  writer = Checkpoints(str(tmp_path), keep=3)
+  assert int(writer.restore(TinyState.at(0)).step) == 1
+  assert writer.all_steps() == [1]
+  assert (tmp_path / 'unreadable_checkpoints' / '2' / 'state').is_dir()
+  writer.save(TinyState.at(2))
+  writer.close()
+  assert float(Checkpoints(str(tmp_path), create=False).restore(TinyState.at(0)).w[0]) == 2.0

@@ -1,15 +1,20 @@
-"""`python -m jaxcnn.main`: user mistakes end in one 'error:' line, exit code 2, and no workdir."""
+"""`python -m jaxcnn.main`: user mistakes end in one 'error:' line, exit code 2, no traceback,
+and nothing created or changed."""
 
+import json
 import os
 
 import pytest
 
-from conftest import CONFIGS
+from conftest import CONFIGS, load_config
 
 LENET = str(CONFIGS / 'lenet.py')
 ALEXNET = str(CONFIGS / 'alexnet.py')
+# `synthetic` data keeps TensorFlow out of a run: these fail before any data is read.
+SYNTHETIC = '--config.data.name=synthetic'
+FOUR_DEVICES = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
 
-# (id, arguments, words the one error line must contain)
+# (id, arguments, words the one error line must contain[, extra environment])
 MISTAKES = [
     ('unknown_key', [f'--config={LENET}', '--config.train.bogus=1'], ['train.bogus']),
     ('bad_value', [f'--config={LENET}', '--config.train.batch_size=abc'], ['batch_size', 'abc']),
@@ -25,13 +30,32 @@ MISTAKES = [
     # A bad model option is named as such, not reported as an input size problem.
     ('unknown_activation', [f'--config={LENET}', '--config.data.name=synthetic',
                             '--config.model.activation=swish'], ['swish']),
+    ('unknown_dataset', [f'--config={LENET}', '--config.data.name=cifar'],
+     ["'cifar'", "did you mean 'cifar10'"]),
+    ('zero_batch_size', [f'--config={LENET}', '--config.train.batch_size=0'],
+     ['train.batch_size=0', '> 0']),
+    ('dropout_of_one', [f'--config={ALEXNET}', '--config.model.dropout_rate=1.0'],
+     ['model.dropout_rate=1.0', '[0, 1)']),
+    ('unknown_schedule', [f'--config={LENET}', '--config.optimizer.schedule=linear'],
+     ["'linear'", 'cosine']),
+    ('label_smoothing_of_one', [f'--config={LENET}', '--config.train.label_smoothing=1.0'],
+     ['train.label_smoothing=1.0']),
+    ('mesh_larger_than_devices', [f'--config={LENET}', SYNTHETIC, '--config.mesh.data=4'],
+     ['mesh.data=4', '4 devices', '1 are present']),
+    ('batch_not_divisible', [f'--config={LENET}', SYNTHETIC, '--config.train.batch_size=30'],
+     ['train.batch_size=30', '4 data-parallel devices', 'multiple of 4'], FOUR_DEVICES),
+    ('model_axis_on_non_alexnet', [f'--config={LENET}', SYNTHETIC, '--config.mesh.model=2'],
+     ['mesh.model=2', 'alexnet'], FOUR_DEVICES),
+    ('unexpected_argument', [f'--config={LENET}', 'extra.png'], ['extra.png', '--config.KEY']),
 ]
 
-@pytest.mark.parametrize('args, words', [m[1:] for m in MISTAKES], ids=[m[0] for m in MISTAKES])
-def test_mistake_is_one_error_line(tmp_path, run_cli, args, words):
+@pytest.mark.parametrize('args, words, env', [(m[1], m[2], m[3] if len(m) > 3 else None)
+                                               for m in MISTAKES],
+                         ids=[m[0] for m in MISTAKES])
+def test_mistake_is_one_error_line(tmp_path, run_cli, args, words, env):
   cwd = tmp_path / 'cwd'
   cwd.mkdir()
-  result = run_cli(cwd, *args, timeout=120)
+  result = run_cli(cwd, *args, timeout=120, env=env)
   assert result.returncode == 2, (result.stdout, result.stderr)
   lines = [line for line in result.stderr.splitlines() if line.strip()]
   assert len(lines) == 1, result.stderr
@@ -78,3 +102,37 @@ def test_unprepared_dataset_fails_fast_and_says_how(tmp_path, run_cli):
     assert word in error[0], (word, error[0])
   assert 'Traceback' not in result.stderr
   assert sorted(os.listdir(cwd)) == []
+
+
+def _assert_one_error_line(result, *words):
+  assert result.returncode == 2, (result.stdout, result.stderr)
+  lines = [line for line in result.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
+  for word in words:
+    assert word in lines[0], (word, lines[0])
+  assert 'Traceback' not in result.stderr + result.stdout
+
+
+def test_workdir_of_another_run_is_refused_untouched(tmp_path, run_cli):
+  # A workdir as a LeNet run leaves it: its config, and a checkpoint directory.
+  workdir = tmp_path / 'run'
+  (workdir / 'checkpoints' / '100').mkdir(parents=True)
+  saved = load_config('lenet')
+  saved.data.name, saved.model.activation = 'synthetic', 'relu'
+  (workdir / 'config.json').write_text(saved.to_json_best_effort())
+  saved = json.loads((workdir / 'config.json').read_text())
+  before = sorted(str(p.relative_to(workdir)) for p in workdir.rglob('*'))
+  result = run_cli(tmp_path, f'--config={LENET}', f'--workdir={workdir}', SYNTHETIC, timeout=120)
+  _assert_one_error_line(result, "(model.activation: 'relu' -> 'tanh')", str(workdir),
+                         '--start_over')
+  assert sorted(str(p.relative_to(workdir)) for p in workdir.rglob('*')) == before
+  assert json.loads((workdir / 'config.json').read_text()) == saved
+
+
+def test_unwritable_workdir_is_refused(tmp_path, run_cli):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('not a directory')
+  result = run_cli(tmp_path, f'--config={LENET}', f'--workdir={blocker / "run"}', SYNTHETIC,
+                   timeout=120)
+  _assert_one_error_line(result, str(blocker / 'run'), 'not writable')
+  assert blocker.read_text() == 'not a directory'

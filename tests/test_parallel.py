@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 
+import jaxcnn
 from jaxcnn import train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -66,6 +67,22 @@ def test_two_tower_checkpoint_restores_on_one_device(runs, digits_dir):
   assert result['loss'] == pytest.approx(expected['loss'], rel=1e-6)
 
 
+def test_two_tower_checkpoint_predicts_on_one_device_as_the_run_evaluated(runs):
+  """jaxcnn.restore on 1 device, of the checkpoint that mesh (4, 2) wrote: the softmax outputs
+  and classes of the run's own evaluation on its mesh, for each of the 360 test images."""
+  run = runs['alexnet_4x2']
+  restored = jaxcnn.restore(os.path.dirname(run['params']))
+  images, labels = restored.eval_examples()
+  probabilities = restored.predict(images)
+  expected = np.load(run['eval_probabilities'])
+  assert probabilities.shape == expected.shape == (360, 10)
+  np.testing.assert_array_equal(probabilities.argmax(axis=1), expected.argmax(axis=1))
+  np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-6)
+  assert np.mean(probabilities.argmax(axis=1) == labels) == run['eval']['top1']
+  devices = {device for leaf in jax.tree.leaves(restored.variables) for device in leaf.devices()}
+  assert restored.step == 3 and len(devices) == 1
+
+
 def alexnet_config(data_dir, data, model):
   sys.path.insert(0, HERE)
   from parallel_worker import small_config
@@ -106,4 +123,5 @@ def test_two_processes_match_one_process(runs, digits_dir, tmp_path):
   assert restored['step'] == 3
   assert restored['top1'] == written['top1']
   assert restored['loss'] == pytest.approx(written['loss'], rel=1e-6)
+  assert jaxcnn.restore(str(workdir)).step == 3  # jaxcnn.restore reads it too
   assert jax.device_count() == 1

@@ -1,29 +1,40 @@
-"""A run killed with SIGKILL and rerun ends exactly where an uninterrupted run ends."""
+"""Runs killed at random moments, stopped by SIGTERM, or left with a damaged checkpoint end
+exactly where an uninterrupted run ends; a run whose loss turns non-finite stops with an error
+and saves nothing after its last good step."""
 
 import json
 import os
+import random
 import re
+import signal
 import subprocess
 import time
 
 import numpy as np
+import pytest
 
 from conftest import CONFIGS, cli_command, cli_env
 
-NUM_STEPS = 100  # > 44 steps per epoch (batch 32): the resumed part crosses an epoch boundary
-CHECKPOINT_EVERY = 20
-EVAL_EVERY = 25
-LOG_EVERY = 10
+NUM_STEPS = 300  # > 44 steps per epoch (batch 32): resumed parts cross epoch boundaries
+CHECKPOINT_EVERY = 10
+EVAL_EVERY = 100
+LOG_EVERY = 25
+KILLS = 5
 
 
-def command(workdir, data_dir):
+def command(workdir, data_dir, *overrides):
   return cli_command(
       '--config', str(CONFIGS / 'lenet.py'), '--workdir', str(workdir),
       f'--config.train.num_steps={NUM_STEPS}',
       f'--config.checkpoint.every_steps={CHECKPOINT_EVERY}',
       f'--config.eval.every_steps={EVAL_EVERY}',
       f'--config.train.log_every_steps={LOG_EVERY}',
-      f'--config.data.data_dir={data_dir}')
+      f'--config.data.data_dir={data_dir}', *overrides)
+
+
+def run(workdir, data_dir, cwd, *overrides):
+  return subprocess.run(command(workdir, data_dir, *overrides), cwd=cwd, env=cli_env(),
+                        capture_output=True, text=True, timeout=300)
 
 
 def committed_steps(workdir) -> list[int]:
@@ -34,83 +45,118 @@ def committed_steps(workdir) -> list[int]:
   return sorted(int(name) for name in os.listdir(directory) if re.fullmatch(r'\d+', name))
 
 
-def records(workdir):
+def records(workdir, split):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    rows = [json.loads(line) for line in f if line.strip()]
+  return [{k: v for k, v in r.items() if k != 'images_per_sec'} for r in rows
+          if r['split'] == split]
 
 
-def final_params(workdir):
-  """Params of the last checkpoint, read back with orbax as numpy arrays."""
+def saved_state(workdir, step=None):
+  """The state saved at `step` (default: the last), read back with orbax as numpy arrays."""
   import orbax.checkpoint as ocp
-  step = committed_steps(workdir)[-1]
+  step = step or committed_steps(workdir)[-1]
   with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'), item_names=('state',)) as m:
-    restored = m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  state = restored.state
-  params = state['params'] if isinstance(state, dict) else state.params
-  return step, params
+    state = m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+  return step, state
 
 
-def run(workdir, data_dir, cwd):
-  return subprocess.run(command(workdir, data_dir), cwd=cwd, env=cli_env(), capture_output=True,
-                        text=True, timeout=300)
+def leaves(tree):
+  import jax
+  return [np.asarray(leaf) for leaf in jax.tree.leaves(tree)]
 
 
-def test_killed_run_resumes_to_the_same_result(tmp_path, digits_dir):
+def start(workdir, data_dir, cwd):
+  """Starts a run and returns it once it has begun its steps (with its first output line)."""
+  process = subprocess.Popen(command(workdir, data_dir), cwd=cwd, env=cli_env(), text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+  line = process.stdout.readline()
+  assert re.match(r'(training for|resuming from checkpoint at step \d+ of) ', line), line
+  return process, line
+
+
+def test_killed_and_stopped_run_resumes_to_the_same_result(tmp_path, digits_dir):
   a, b = tmp_path / 'A', tmp_path / 'B'
-
   uninterrupted = run(a, digits_dir, tmp_path)
   assert uninterrupted.returncode == 0, uninterrupted.stderr
   assert 'resuming' not in uninterrupted.stdout
 
-  # B: the same command, killed (SIGKILL: no cleanup of any kind) once it has committed a
-  # checkpoint before the last step.
-  process = subprocess.Popen(command(b, digits_dir), cwd=tmp_path, env=cli_env(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  try:
-    deadline = time.monotonic() + 240  # a hang guard, not a pass condition
-    while not [s for s in committed_steps(b) if s < NUM_STEPS]:
-      assert process.poll() is None, f'run B ended (rc {process.returncode}) before a checkpoint'
-      assert time.monotonic() < deadline, 'no checkpoint appeared'
-      time.sleep(0.02)
+  # B: the same command, SIGKILLed (no cleanup of any kind) at 5 random moments of its steps,
+  # checkpoint saves included, each time rerun.
+  seed = random.randrange(2**32)  # in the assertion messages, to replay a failure
+  rng = random.Random(seed)
+  delays = [round(rng.uniform(0.1, 1.5), 2) for _ in range(KILLS)]
+  starts = []
+  for delay in delays:
+    process, line = start(b, digits_dir, tmp_path)
+    starts.append(line)
+    time.sleep(delay)
     process.kill()
-  finally:
-    process.kill()
-    process.wait()
-  assert process.returncode == -9
-  steps_at_kill = committed_steps(b)
-  assert steps_at_kill and max(steps_at_kill) < NUM_STEPS, steps_at_kill
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL, (seed, delays, starts)
+
+  # Then SIGTERM: the run saves a checkpoint at the step it reached and exits 0.
+  process, line = start(b, digits_dir, tmp_path)
+  time.sleep(rng.uniform(0.1, 1.0))
+  process.send_signal(signal.SIGTERM)
+  out, _ = process.communicate(timeout=120)
+  assert process.returncode == 0, out
+  stopped = re.search(r'stopped by SIGTERM at step (\d+) of 300; .* rerun the same command', out)
+  assert stopped, out
+  assert committed_steps(b)[-1] == int(stopped.group(1)) < NUM_STEPS
 
   resumed = run(b, digits_dir, tmp_path)
   assert resumed.returncode == 0, resumed.stderr
-  match = re.search(r'resuming from checkpoint at step (\d+)', resumed.stdout)
-  assert match, resumed.stdout
-  start = int(match.group(1))
-  assert 0 < start < NUM_STEPS
-  assert start % CHECKPOINT_EVERY == 0 and start >= max(steps_at_kill)
+  assert f'resuming from checkpoint at step {stopped.group(1)} of' in resumed.stdout
+  resumed_from = [int(re.search(r'step (\d+)', s).group(1)) if 'resuming' in s else 0
+                  for s in starts]
+  assert resumed_from == sorted(resumed_from), (seed, delays, resumed_from)
 
-  # The final eval, and every eval on the way, are equal to the last bit.
-  eval_a = [r for r in records(a) if r['split'] == 'eval']
-  eval_b = [r for r in records(b) if r['split'] == 'eval']
-  assert [r['step'] for r in eval_a] == [25, 50, 75, 100]
-  assert eval_b == eval_a
-  assert eval_b[-1]['num_examples'] == 360
-  # Train records too, but for the measured speed; no record is lost or doubled.
-  def without_speed(rs):
-    return [{k: v for k, v in r.items() if k != 'images_per_sec'} for r in rs
-            if r['split'] == 'train']
-  assert [r['step'] for r in without_speed(records(b))] == list(range(10, 101, 10))
-  assert without_speed(records(b)) == without_speed(records(a))
-  assert f'step {NUM_STEPS}' in resumed.stdout.splitlines()[-1]
-
-  step_a, params_a = final_params(a)
-  step_b, params_b = final_params(b)
+  # Every eval and train record (but for the measured speed) and the final parameters are
+  # equal to the last bit; no record is lost or doubled.
+  assert [r['step'] for r in records(a, 'eval')] == [100, 200, 300]
+  assert records(b, 'eval') == records(a, 'eval')
+  assert records(b, 'train') == records(a, 'train')
+  assert [r['step'] for r in records(b, 'train')] == list(range(25, 301, 25))
+  step_a, state_a = saved_state(a)
+  step_b, state_b = saved_state(b)
   assert step_a == step_b == NUM_STEPS
-  leaves_a, leaves_b = jax_leaves(params_a), jax_leaves(params_b)
-  assert len(leaves_a) == len(leaves_b) == 10  # 5 layers x (kernel, bias)
-  for x, y in zip(leaves_a, leaves_b):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  assert len(leaves(state_a['params'])) == 10  # 5 layers x (kernel, bias)
+  for x, y in zip(leaves(state_a), leaves(state_b), strict=True):
+    np.testing.assert_array_equal(x, y)
+
+  # A damaged latest checkpoint: a truncated data file. The rerun warns, sets it aside,
+  # resumes from the one before and again ends with the same parameters.
+  latest = b / 'checkpoints' / str(NUM_STEPS)
+  data_file = max((p for p in (latest / 'state' / 'd').iterdir()), key=lambda p: p.stat().st_size)
+  with open(data_file, 'r+b') as f:
+    f.truncate(data_file.stat().st_size // 2)
+  rerun = run(b, digits_dir, tmp_path)
+  assert rerun.returncode == 0, rerun.stderr
+  warnings = [line for line in rerun.stderr.splitlines() if line.startswith('warning:')]
+  assert len(warnings) == 1 and f'checkpoint at step {NUM_STEPS} is unreadable' in warnings[0]
+  assert 'unreadable_checkpoints' in warnings[0]
+  assert f'resuming from checkpoint at step {NUM_STEPS - CHECKPOINT_EVERY} of' in rerun.stdout
+  assert (b / 'unreadable_checkpoints' / str(NUM_STEPS)).is_dir()  # kept, not deleted
+  _, state_b = saved_state(b)
+  for x, y in zip(leaves(state_a), leaves(state_b), strict=True):
+    np.testing.assert_array_equal(x, y)
 
 
-def jax_leaves(tree):
-  import jax
-  return jax.tree.leaves(tree)
+def test_nonfinite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, digits_dir):
+  # A learning rate of 1e30 makes the first step's parameters huge (still finite) and the
+  # second step's loss non-finite.
+  workdir = tmp_path / 'run'
+  result = run(workdir, digits_dir, tmp_path, '--config.optimizer.learning_rate=1e30',
+               '--config.optimizer.schedule=constant', '--config.checkpoint.every_steps=1')
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.strip().splitlines() == [
+      'error: the loss or the parameters became non-finite (NaN or inf) at step 2; nothing '
+      f'after it was saved and the last good checkpoint, step 1, is in {workdir}/checkpoints; '
+      'lower optimizer.learning_rate, or pass --config.train.skip_nonfinite_steps=True to skip '
+      'such steps']
+  assert committed_steps(workdir) == [1]
+  step, state = saved_state(workdir)
+  assert step == 1
+  assert np.max(np.abs(leaves(state['params'])[0])) > 1e20  # huge, and
+  assert all(np.isfinite(x).all() for x in leaves(state))  # finite

@@ -53,6 +53,30 @@ def test_training_lowers_the_loss(digits_config):
   assert float(metrics['loss']) < 0.5 * loss_before
 
 
+def test_a_nonfinite_step_leaves_the_state_as_it_was(digits_config):
+  config = digits_config('lenet', 'bn')  # batch_stats too must stay as they were
+  data, _, state = setup(config, total_steps=10)
+  step = jax.jit(functools.partial(train.train_step, label_smoothing=0.0))
+  batch = next(data.train_batches())
+  state, metrics = step(state, batch)
+  assert int(metrics['nonfinite_steps']) == 0
+  assert int(state.first_nonfinite_step) == train.NO_NONFINITE_STEP
+
+  poisoned = {**batch, 'image': batch['image'].copy()}
+  poisoned['image'][3, 0, 0, 0] = np.nan
+  after, metrics = step(state, poisoned)
+  assert int(after.step) == 2  # the data position moves on
+  assert int(metrics['nonfinite_steps']) == 1
+  assert int(after.first_nonfinite_step) == 2
+  assert float(metrics['loss']) == 0.0  # left out of the train record's means
+  assert int(after.metric_sums['nonfinite_steps']) == 1
+  np.testing.assert_array_equal(after.metric_sums['loss'], state.metric_sums['loss'])
+  for field in ('params', 'batch_stats', 'opt_state'):
+    for x, y in zip(jax.tree.leaves(getattr(after, field)), jax.tree.leaves(getattr(state, field)),
+                    strict=True):
+      np.testing.assert_array_equal(x, y)
+
+
 def test_batch_norm_statistics(digits_config):
   config = digits_config('lenet', 'bn')
   data, model, state = setup(config, total_steps=10)

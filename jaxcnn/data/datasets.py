@@ -2,10 +2,21 @@
 
 import dataclasses
 import glob
+import json
 import os
+import re
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The principal components of ImageNet's RGB pixel covariance (pixel / 255), as the AlexNet
+# paper's colour augmentation uses them; the figures of fb.resnet.torch. Columns are the
+# eigenvectors, in the order of the eigenvalues.
+IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009),
+                   (-0.5808, -0.0045, -0.8140),
+                   (-0.5836, -0.6948, 0.4203))
+
+STATS_FILE = 'jaxcnn_stats.json'  # written by `python -m jaxcnn.data.stats` next to the TFDS files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,23 +25,33 @@ class DatasetSpec:
   channels: int
   mean: tuple[float, ...]  # per-channel statistics of pixel / 255 over the train split
   std: tuple[float, ...]
+  # Eigenvalues and eigenvectors (columns) of the channels' covariance, for PCA lighting.
+  eigval: tuple[float, ...] | None = None
+  eigvec: tuple[tuple[float, ...], ...] | None = None
   train_split: str = 'train'
   eval_split: str = 'test'
   # Where the files must be put by hand, relative to data_dir (None: TFDS downloads them).
   manual_download: str | None = None
 
 
+def grayscale(num_classes: int, mean: float, std: float) -> DatasetSpec:
+  """One channel: its covariance's only eigenvalue is the variance, its eigenvector (1)."""
+  return DatasetSpec(num_classes, 1, (mean,), (std,), (std**2,), ((1.0,),))
+
+
 DATASETS: dict[str, DatasetSpec] = {
     # Statistics of the native-size train images (digits: at 8x8; resizing up to the model's
     # input smooths the images, so their normalized std there is below 1, about 0.86 at 32).
-    'digits': DatasetSpec(10, 1, (0.3053,), (0.3759,)),
+    'digits': grayscale(10, 0.3053, 0.3759),
     'synthetic': DatasetSpec(1000, 3, (0.0,) * 3, (1.0,) * 3),
-    'mnist': DatasetSpec(10, 1, (0.1307,), (0.3081,)),
-    'fashion_mnist': DatasetSpec(10, 1, (0.2860,), (0.3530,)),
+    'mnist': grayscale(10, 0.1307, 0.3081),
+    'fashion_mnist': grayscale(10, 0.2860, 0.3530),
     'cifar10': DatasetSpec(10, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     'cifar100': DatasetSpec(100, 3, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    'imagenette': DatasetSpec(10, 3, IMAGENET_MEAN, IMAGENET_STD, eval_split='validation'),
-    'imagenet2012': DatasetSpec(1000, 3, IMAGENET_MEAN, IMAGENET_STD, eval_split='validation',
+    'imagenette': DatasetSpec(10, 3, IMAGENET_MEAN, IMAGENET_STD, IMAGENET_EIGVAL,
+                              IMAGENET_EIGVEC, eval_split='validation'),
+    'imagenet2012': DatasetSpec(1000, 3, IMAGENET_MEAN, IMAGENET_STD, IMAGENET_EIGVAL,
+                                IMAGENET_EIGVEC, eval_split='validation',
                                 manual_download='downloads/manual'),
 }
 
@@ -44,10 +65,37 @@ def dataset_spec(name: str) -> DatasetSpec:
 OFFLINE_BUILDERS = ('digits',)  # prepared on first use, with no network
 
 
+def data_root(data_dir: str | None) -> str:
+  """The TFDS data_dir that TFDS itself would use."""
+  return data_dir or os.environ.get('TFDS_DATA_DIR') or '~/tensorflow_datasets'
+
+
+def _prepared_files(name: str, data_dir: str | None, filename: str) -> list[str]:
+  """`filename` in each prepared version of `name` (NAME/[CONFIG/]VERSION/), oldest version first."""
+  root = os.path.expanduser(data_root(data_dir))
+  paths = [path for depth in ('*', '*/*')
+           for path in glob.glob(os.path.join(root, name, depth, filename))]
+  version = lambda path: [int(n) for n in re.findall(r'\d+', os.path.basename(os.path.dirname(path)))]
+  return sorted(paths, key=version)
+
+
+def dataset_stats(name: str, data_dir: str | None) -> DatasetSpec:
+  """The spec of `name` with the statistics stored in `data_dir` by the stats command, if any."""
+  spec = dataset_spec(name)
+  stored = _prepared_files(name, data_dir, STATS_FILE) if name != 'synthetic' else []
+  if not stored:
+    return spec
+  with open(stored[-1]) as f:
+    stats = json.load(f)
+  return dataclasses.replace(spec, mean=tuple(stats['mean']), std=tuple(stats['std']),
+                             eigval=tuple(stats['eigval']),
+                             eigvec=tuple(map(tuple, stats['eigvec'])))
+
+
 def not_prepared_error(name: str, data_dir: str | None) -> str | None:
   """Why `name` cannot be read from `data_dir` (None if TFDS files for it are there)."""
-  root = data_dir or os.environ.get('TFDS_DATA_DIR') or '~/tensorflow_datasets'
-  if glob.glob(os.path.join(os.path.expanduser(root), name, '*', 'dataset_info.json')):
+  root = data_root(data_dir)
+  if _prepared_files(name, data_dir, 'dataset_info.json'):
     return None
   manual = dataset_spec(name).manual_download
   if manual:

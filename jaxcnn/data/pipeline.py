@@ -1,22 +1,26 @@
 """The TFDS + tf.data input pipeline: every dataset but `synthetic` is read through it.
 
-Training data is reshuffled each epoch with a seed derived from (seed, epoch), so the batch
-at any step is a function of the config alone: a resumed run starts at the right epoch,
-skips the examples it has seen, and continues exactly as an uninterrupted run would.
+Training data is reshuffled each epoch with a seed derived from (seed, epoch), and each
+example is augmented with random numbers derived from (seed, epoch, its index in the
+epoch), so the batch at any step is a function of the config alone: a resumed run starts at
+the right epoch, skips the examples it has seen, and continues exactly as an uninterrupted
+run would.
 Each process walks the same record stream and keeps its own rows of every global batch
 (decoding only those), so the global batches are the same for any number of processes.
 Evaluation reads every example of the split once; the last batch is padded and `mask` marks
 the real examples.
 """
 
+import functools
 import math
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from jaxcnn.data import augment, preprocess
 from jaxcnn.data import digits  # noqa: F401  (registers the offline `digits` builder)
 from jaxcnn.data.datasets import OFFLINE_BUILDERS, dataset_spec, not_prepared_error
+from jaxcnn.data.recipes import crop_problem
 from jaxcnn.errors import UserError
 
 # tf.data runs on the host; it must never take accelerator memory from JAX.
@@ -44,11 +48,13 @@ class TfdsData:
   """This process's rows of the global train and eval batches (numpy dicts) of a TFDS dataset."""
 
   def __init__(self, config, process_index: int, process_count: int):
+    self.config = config
     self.spec = dataset_spec(config.data.name)
     self.builder = prepared_builder(config.data.name, config.data.data_dir, config.data.download)
-    self.image_size = config.data.image_size
-    self.mean = np.asarray(config.data.mean or self.spec.mean, np.float32)
-    self.std = np.asarray(config.data.std or self.spec.std, np.float32)
+    augment.check_statistics(config)
+    problem = crop_problem(config.data, self.builder.info.features['image'].shape)
+    if problem:
+      raise UserError(problem)
     self.seed = config.seed
     self.shuffle_buffer = config.data.shuffle_buffer
     self.process_index = process_index
@@ -68,38 +74,55 @@ class TfdsData:
     return self.builder.as_dataset(
         split=split, decoders={'image': tfds.decode.SkipDecoding()}).with_options(options)
 
-  def _own_rows(self, records: tf.data.Dataset, global_batch: int, local_batch: int):
-    """The records that fall in this process's rows of each global batch."""
+  def _own_rows(self, indexed: tf.data.Dataset, global_batch: int, local_batch: int):
+    """The (index, record) pairs that fall in this process's rows of each global batch."""
     first = self.process_index * local_batch
     mine = lambda i, _: (first <= i % global_batch) & (i % global_batch < first + local_batch)
-    return records.enumerate().filter(mine).map(lambda _, record: record)
+    return indexed.filter(tf.autograph.experimental.do_not_convert(mine))
 
-  def _preprocess(self, example) -> dict[str, tf.Tensor]:
-    image = tf.io.decode_image(example['image'], channels=self.channels, expand_animations=False)
-    image = tf.image.resize(tf.cast(image, tf.float32) / 255.0,
-                            (self.image_size, self.image_size), antialias=True)
-    image = (image - self.mean) / self.std
-    return {'image': image, 'label': tf.cast(example['label'], tf.int32)}
+  def _decode(self, example) -> tf.Tensor:
+    return tf.io.decode_image(example['image'], channels=self.channels, expand_animations=False)
+
+  def _label(self, example) -> tf.Tensor:
+    return tf.cast(example['label'], tf.int32)
+
+  # Plain TF ops: AutoGraph, which would rewrite them from their source files, is not needed.
+  @tf.autograph.experimental.do_not_convert
+  def _train_example(self, epoch: int, index, example) -> dict[str, tf.Tensor]:
+    seed = augment.example_seed(self.seed, epoch, index)
+    return {'image': augment.train_image(self._decode(example), seed, self.config),
+            'label': self._label(example)}
+
+  @tf.autograph.experimental.do_not_convert
+  def _eval_example(self, index, example) -> dict[str, tf.Tensor]:
+    del index
+    return {'image': preprocess.eval_input(self._decode(example), self.config),
+            'label': self._label(example), 'mask': tf.constant(True)}
 
   def train_batches(self, start_step: int = 0):
     """Yields training batches forever, beginning with the batch of `start_step`."""
     epoch, step_in_epoch = divmod(start_step, self.steps_per_epoch)
     records = self._read(self.spec.train_split)
     while True:
-      ds = records.shuffle(self.shuffle_buffer, seed=self.seed * 100_003 + epoch,
+      ds = records.shuffle(self.shuffle_buffer, seed=augment.epoch_seed(self.seed, epoch),
                            reshuffle_each_iteration=False)
-      ds = ds.take(self.steps_per_epoch * self.global_batch).skip(step_in_epoch * self.global_batch)
+      ds = ds.take(self.steps_per_epoch * self.global_batch).enumerate()
+      ds = ds.skip(step_in_epoch * self.global_batch)
       ds = self._own_rows(ds, self.global_batch, self.train_batch)
-      ds = ds.map(self._preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+      ds = ds.map(functools.partial(self._train_example, epoch),
+                  num_parallel_calls=tf.data.AUTOTUNE)
       ds = ds.batch(self.train_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
       yield from ds.as_numpy_iterator()
       epoch, step_in_epoch = epoch + 1, 0
 
   def eval_batches(self):
-    """Yields `eval_steps` batches: this process's rows of the eval split, each example once."""
-    ds = self._own_rows(self._read(self.spec.eval_split), self.global_eval_batch, self.eval_batch)
-    ds = ds.map(self._preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(lambda example: {**example, 'mask': tf.constant(True)})
+    """Yields `eval_steps` batches: this process's rows of the eval split, each example once.
+
+    Images are [batch, S, S, C], or [batch, V, S, S, C] with eval.crops=V > 1.
+    """
+    ds = self._own_rows(self._read(self.spec.eval_split).enumerate(), self.global_eval_batch,
+                        self.eval_batch)
+    ds = ds.map(self._eval_example, num_parallel_calls=tf.data.AUTOTUNE)
     padding = tf.data.Dataset.from_tensors(
         tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype), ds.element_spec))
     ds = ds.concatenate(padding.repeat()).take(self.eval_steps * self.eval_batch)

@@ -26,17 +26,19 @@ class SyntheticData:
     self.eval_steps = math.ceil(EVAL_EXAMPLES / config.eval.batch_size)
     rng = np.random.default_rng(config.seed)
     size = config.data.image_size
+    eval_views = (config.eval.crops,) if config.eval.crops > 1 else ()  # [batch, V, S, S, C]
 
-    def own_rows(global_batch: int):
+    def own_rows(global_batch: int, views: tuple[int, ...] = ()):
       local = global_batch // process_count
       rows = slice(process_index * local, (process_index + 1) * local)
-      batch = {'image': rng.standard_normal((global_batch, size, size, self.channels), np.float32),
+      batch = {'image': rng.standard_normal((global_batch, *views, size, size, self.channels),
+                                            np.float32),
                'label': rng.integers(0, self.num_classes, global_batch, dtype=np.int32),
                'row': np.arange(global_batch)}
       return {key: value[rows] for key, value in batch.items()}
 
     self.train_batch = own_rows(config.train.batch_size)
-    self.eval_batch = own_rows(config.eval.batch_size)
+    self.eval_batch = own_rows(config.eval.batch_size, eval_views)
     self.global_eval_batch = config.eval.batch_size
 
   def train_batches(self, start_step: int = 0):

@@ -132,6 +132,9 @@ def _stages(x, train, block, stage_sizes, widths, shortcut, dtype):
 class ResNet(nn.Module):
   num_classes: int = 1000
   depth: int = 50  # 18, 34, 50, 101 or 152
+  # 'imagenet': 7x7/2 conv and 3x3/2 max pool; 'cifar': one 3x3/1 conv and no pool, the
+  # usual stem for 32x32 inputs (ResNet-18 on CIFAR: 11,173,962 parameters for 10 classes).
+  stem: str = 'imagenet'
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -139,11 +142,15 @@ class ResNet(nn.Module):
     if self.depth not in IMAGENET_DEPTHS:
       raise ValueError(f'model.depth={self.depth}: resnet has depths '
                        f'{", ".join(map(str, IMAGENET_DEPTHS))}')
+    if self.stem not in ('imagenet', 'cifar'):
+      raise ValueError(f"unknown model.stem '{self.stem}'; known: imagenet, cifar")
     block, stage_sizes = IMAGENET_DEPTHS[self.depth]
     x = x.astype(self.dtype)
-    x = _conv(64, 7, 2, self.dtype, 'conv1')(x)
+    imagenet = self.stem == 'imagenet'
+    x = _conv(64, 7 if imagenet else 3, 2 if imagenet else 1, self.dtype, 'conv1')(x)
     x = nn.relu(_batch_norm(train, self.dtype, 'bn1')(x))
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    if imagenet:
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     x = _stages(x, train, block, stage_sizes, (64, 128, 256, 512), 'projection', self.dtype)
     x = jnp.mean(x, axis=(1, 2))
     return _dense(self.num_classes, x.shape[-1], self.dtype, 'fc')(x).astype(jnp.float32)

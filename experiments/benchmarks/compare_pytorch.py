@@ -1,0 +1,139 @@
+"""Training speed of jaxcnn's train step beside PyTorch eager on the same networks.
+
+  pip install -e '.[bench]'
+  python experiments/benchmarks/compare_pytorch.py [--steps N] [--only NAME ...] [--out FILE]
+
+Each network has the same layers and parameter count in both (checked; a mismatch stops the
+run), the same batch of random float32 images (`synthetic` data: 3 channels, 1000 classes),
+each framework's native layout (jaxcnn NHWC, PyTorch NCHW), an SGD-with-momentum step with
+weight decay, and the same threads (all cores: XLA:CPU's default, set for PyTorch). Each
+side runs one warm-up step, then `--steps` timed steps. The markdown table goes to stdout and
+`--out`, with the machine and its load average.
+"""
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import torch
+from torch.nn import functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_models  # noqa: E402
+
+from jaxcnn import bench  # noqa: E402
+from jaxcnn.summary import load_config_module, summarize_config  # noqa: E402
+
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'configs')
+
+# name -> (config file:preset, overrides, batch, PyTorch model for (channels, classes))
+BENCHMARKS = {
+    'LeNet-5': ('lenet.py:default', {}, 128, torch_models.LeNet5),
+    'AlexNet (digits size)': ('alexnet.py:digits', {}, 128,
+                              lambda c, n: torch_models.AlexNet(c, n, 67)),
+    'AlexNet': ('alexnet.py:default', {}, 32, lambda c, n: torch_models.AlexNet(c, n, 227)),
+    'CIFAR ResNet-20': ('resnet.py:cifar_resnet20', {}, 128, lambda c, n: torch_models.ResNet(
+        torch_models.BasicBlock, (3, 3, 3), c, n, 'cifar', (16, 32, 64), 'zero_pad')),
+    'ResNet-18 (CIFAR stem)': ('resnet.py:resnet18', {'model.stem': 'cifar', 'data.image_size': 32},
+                               64, lambda c, n: torch_models.ResNet(
+                                   torch_models.BasicBlock, (2, 2, 2, 2), c, n, 'cifar')),
+    'ResNet-50': ('resnet.py:resnet50', {}, 16, lambda c, n: torch_models.ResNet(
+        torch_models.Bottleneck, (3, 4, 6, 3), c, n)),
+}
+
+
+def jax_config(preset: str, overrides: dict, batch: int):
+  path, name = preset.split(':')
+  config = load_config_module(os.path.join(CONFIGS, path)).get_config(name)
+  with config.unlocked():
+    config.data.name = 'synthetic'
+    config.train.batch_size = config.eval.batch_size = batch
+    for key, value in overrides.items():
+      section, field = key.split('.')
+      config[section][field] = value
+  return config
+
+
+def torch_images_per_sec(model, config, steps: int, device: str) -> float:
+  size, batch = config.data.image_size, config.train.batch_size
+  images = torch.randn(batch, 3, size, size, device=device)
+  labels = torch.randint(0, 1000, (batch,), device=device)
+  optimizer = torch.optim.SGD(model.parameters(), lr=config.optimizer.learning_rate,
+                              momentum=config.optimizer.momentum,
+                              weight_decay=config.optimizer.weight_decay)
+  model.train()
+
+  def step():
+    optimizer.zero_grad(set_to_none=True)
+    F.cross_entropy(model(images), labels).backward()
+    optimizer.step()
+
+  step()
+  if device == 'cuda':
+    torch.cuda.synchronize()
+  start = time.perf_counter()
+  for _ in range(steps):
+    step()
+  if device == 'cuda':
+    torch.cuda.synchronize()
+  return steps * batch / (time.perf_counter() - start)
+
+
+def machine() -> str:
+  name = platform.processor() or platform.machine()
+  if os.path.exists('/proc/cpuinfo'):
+    with open('/proc/cpuinfo') as f:
+      names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
+    name = names[0] if names else name
+  return (f'{name}, {os.cpu_count()} cores; jax {jax.__version__} on '
+          f'{jax.devices()[0].device_kind}, torch {torch.__version__}')
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--steps', type=int, default=5)
+  parser.add_argument('--only', nargs='*', default=list(BENCHMARKS), choices=list(BENCHMARKS))
+  parser.add_argument('--out', default=None, help='also write the table to this file')
+  args = parser.parse_args()
+  device = 'cuda' if torch.cuda.is_available() else 'cpu'
+  torch.set_num_threads(os.cpu_count())
+  peak = bench.matmul_peak_flops(jnp.float32)
+  rows = []
+  for name in args.only:
+    preset, overrides, batch, torch_model = BENCHMARKS[name]
+    config = jax_config(preset, overrides, batch)
+    summary = summarize_config(config)
+    model = torch_model(3, 1000).to(device)
+    torch_params = sum(p.numel() for p in model.parameters())
+    print(f'{name}: {summary["params"]:,} parameters in jaxcnn, {torch_params:,} in PyTorch',
+          file=sys.stderr)
+    if torch_params != summary['params']:
+      raise SystemExit(f'{name}: the parameter counts differ')
+    jax_figures = bench.measure_steps(bench.with_compute_dtype(config), args.steps)
+    torch_speed = torch_images_per_sec(model, config, args.steps, device)
+    flops = bench.train_flops_per_image(config)
+    jax_speed = jax_figures['train_images_per_sec']
+    size = config.data.image_size
+    rows.append(f"| {name} | {size}x{size} | {batch} | {summary['params']:,} | {jax_speed:,.1f} | "
+                f'{torch_speed:,.1f} | {jax_speed / torch_speed:.2f} | {flops * jax_speed / peak:.3f} | '
+                f'{flops * torch_speed / peak:.3f} | {jax_figures["compile_seconds"]:.1f} |')
+    print(rows[-1], file=sys.stderr)
+  table = '\n'.join([
+      f'{machine()}; float32; {args.steps} timed steps after a warm-up step; matmul peak '
+      f'{peak / 1e9:.1f} GFLOP/s; load average at the end {os.getloadavg()[0]:.2f}',
+      '',
+      '| model | input | batch | parameters (both) | jaxcnn images/s | PyTorch eager images/s | '
+      'ratio | jaxcnn MFU | PyTorch MFU | jaxcnn compile s |',
+      '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|', *rows])
+  print(table)
+  if args.out:
+    with open(args.out, 'w') as f:
+      f.write(table + '\n')
+
+
+if __name__ == '__main__':
+  main()

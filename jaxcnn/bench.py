@@ -1,0 +1,216 @@
+"""How fast a config trains on this machine, and how close to the hardware's peak.
+
+  python -m jaxcnn.bench --config configs/NAME.py[:PRESET] [--batch N] [--steps N] [--json]
+      [--noloop] [--config.KEY=VALUE ...]
+
+- compile: seconds to lower and compile the trainer's train step.
+- train step: `--steps` steps on one batch already on the devices (after a warm-up step):
+  milliseconds per step and images/s. The eval step likewise.
+- input pipeline: jaxcnn.data.throughput.measure, the train batches alone; null for
+  `synthetic` data (one fixed batch in memory, no pipeline) or where TensorFlow is missing.
+- loop: train_and_evaluate for 2 x `--steps` steps logging every `--steps`, in a temporary
+  workdir; the images/s of its second train record (input, step and logging; eval and
+  checkpoint pauses excluded, as in metrics.jsonl; the first record holds the compilation).
+- MFU: model FLOPs per second (3 x the forward FLOPs, 2 x the summary's MACs, per image) over
+  the FLOP/s that a large matmul in the compute dtype reaches on the same device in this run.
+
+`--config.train.compute_dtype=bfloat16` runs the model in bfloat16 (parameters, optimizer
+state and loss stay float32).
+"""
+
+import contextlib
+import functools
+import json
+import os
+import sys
+import tempfile
+import time
+
+from absl import app, flags, logging
+
+from jaxcnn import main as cli  # its --config flag and parser
+from jaxcnn.data import throughput
+from jaxcnn.errors import UserError
+
+_BATCH = flags.DEFINE_integer('batch', 0, 'Global train batch size (default: the config\'s).')
+_STEPS = flags.DEFINE_integer('steps', 20, 'Steps to time (after one warm-up step).')
+_JSON = flags.DEFINE_bool('json', False, 'Print one JSON object instead of lines.')
+_LOOP = flags.DEFINE_bool('loop', True, 'Also time the end-to-end training loop (--noloop: not; '
+                          'it ends with a full evaluation).')
+
+MATMUL_SIZE = {'cpu': 2048}  # other platforms: 8192
+MATMUL_REPEATS = 5
+
+
+def with_compute_dtype(config):
+  """The config with `train.compute_dtype` as the model's computation dtype."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.model.dtype = config.train.compute_dtype
+  return config
+
+
+def _seconds(fn, repeats: int) -> float:
+  """Wall seconds of `repeats` calls of `fn` (which returns arrays to wait for)."""
+  import jax
+  start = time.perf_counter()
+  for _ in range(repeats):
+    out = fn()
+  jax.block_until_ready(out)
+  return time.perf_counter() - start
+
+
+def matmul_peak_flops(dtype) -> float:
+  """FLOP/s of the fastest of a few square matmuls on the first device, in `dtype`."""
+  import jax
+  import jax.numpy as jnp
+  size = MATMUL_SIZE.get(jax.devices()[0].platform, 8192)
+  a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+  b = jax.random.normal(jax.random.key(1), (size, size), dtype)
+  matmul = jax.jit(jnp.matmul)
+  jax.block_until_ready(matmul(a, b))
+  best = min(_seconds(lambda: matmul(a, b), 1) for _ in range(MATMUL_REPEATS))
+  return 2 * size ** 3 / best
+
+
+def train_flops_per_image(config) -> int:
+  """3 x the forward FLOPs (2 x MACs) of one image: forward, and backward at twice its cost."""
+  from jaxcnn.summary import summarize_config
+  return 3 * 2 * summarize_config(config)['macs']
+
+
+def jit_train_step(config, run):
+  """The trainer's train step, compiled as train_and_evaluate compiles it."""
+  import jax
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  from jaxcnn import train
+  return jax.jit(
+      functools.partial(train.train_step, label_smoothing=config.train.label_smoothing,
+                        aux_loss_weights=tuple(config.train.aux_loss_weights),
+                        batch_norm_groups=(run.mesh.shape['data']
+                                           if config.train.batch_norm_per_device else 1)),
+      in_shardings=(run.shardings, NamedSharding(run.mesh, P('data'))),
+      out_shardings=(run.shardings, None), donate_argnums=0)
+
+
+def measure_steps(config, steps: int) -> dict:
+  """Compile seconds, and train and eval step speed on batches already on the devices."""
+  import jax
+  from jaxcnn import parallel, train, validate
+  validate.check_config(config)
+  run = train.setup(config)
+  batch = parallel.shard_batch(next(iter(run.data.train_batches())), run.mesh)
+  start = time.perf_counter()
+  step = jit_train_step(config, run).lower(run.state, batch).compile()
+  compile_seconds = time.perf_counter() - start
+
+  state = run.state
+  def train_steps(count):
+    nonlocal state
+    for _ in range(count):
+      state, metrics = step(state, batch)
+    return metrics
+  jax.block_until_ready(train_steps(1))
+  train_seconds = _seconds(lambda: train_steps(steps), 1)
+
+  eval_batch = parallel.shard_batch(next(iter(run.data.eval_batches())), run.mesh)
+  jax.block_until_ready(run.eval_step(state, eval_batch))
+  eval_seconds = _seconds(lambda: run.eval_step(state, eval_batch), steps)
+  return {'compile_seconds': compile_seconds,
+          'train_step_ms': 1000 * train_seconds / steps,
+          'train_images_per_sec': steps * config.train.batch_size / train_seconds,
+          'eval_images_per_sec': steps * config.eval.batch_size / eval_seconds}
+
+
+def measure_input(config, batches: int) -> tuple[float | None, str | None]:
+  """(images/s of the input pipeline alone, or None and why not)."""
+  if config.data.name == 'synthetic':
+    return None, 'synthetic data serve one fixed batch from memory: there is no input pipeline'
+  try:
+    return throughput.measure(config, batches)['images_per_sec'], None
+  except ImportError as e:
+    return None, f'the input pipeline of {config.data.name} needs TensorFlow ({e})'
+
+
+def measure_loop(config, steps: int) -> float:
+  """Images/s of the training loop (train_and_evaluate) over `steps` steps after `steps`
+  warm-up steps, from its metrics.jsonl."""
+  from jaxcnn import train
+  from jaxcnn.reporting import read_metrics
+  config = config.copy_and_resolve_references()
+  config.train.num_steps = 2 * steps
+  config.train.log_every_steps = steps
+  config.checkpoint.every_steps = 2 * steps
+  with tempfile.TemporaryDirectory() as workdir:
+    train.train_and_evaluate(config, workdir)
+    records = [r for r in read_metrics(workdir) if r['split'] == 'train']
+  return records[-1]['images_per_sec']
+
+
+def benchmark(config, steps: int, loop: bool = True) -> dict:
+  """Every figure of the module docstring for `config` (its batch size, its compute dtype)."""
+  import jax
+  import jax.numpy as jnp
+  config = with_compute_dtype(config)
+  result = {'device': jax.devices()[0].device_kind, 'devices': jax.device_count(),
+            'batch': config.train.batch_size, 'steps': steps,
+            'compute_dtype': config.train.compute_dtype}
+  result.update(measure_steps(config, steps))
+  flops = train_flops_per_image(config)
+  peak = matmul_peak_flops(jnp.dtype(config.train.compute_dtype))
+  model_flops = flops * result['train_images_per_sec']
+  result.update({'train_flops_per_image': flops, 'model_flops_per_sec': model_flops,
+                 'matmul_peak_flops_per_sec': peak, 'mfu': model_flops / peak})
+  result['input_images_per_sec'], input_note = measure_input(config, steps)
+  if input_note:
+    result['input_note'] = input_note
+  result['loop_images_per_sec'] = measure_loop(config, steps) if loop else None
+  if result['loop_images_per_sec']:
+    result['loop_over_train'] = result['loop_images_per_sec'] / result['train_images_per_sec']
+  else:
+    result['loop_note'] = 'not measured (--noloop)'
+  return result
+
+
+def format_result(result: dict) -> str:
+  per_sec = lambda key: (f'{result[key]:,.1f} images/s' if result[key] is not None
+                         else f"not measured: {result.get(key.split('_')[0] + '_note')}")
+  return '\n'.join([
+      f"{result['device']} x {result['devices']}, batch {result['batch']}, "
+      f"{result['compute_dtype']}, {result['steps']} timed steps",
+      f"compile        {result['compile_seconds']:.1f} s",
+      f"train step     {result['train_step_ms']:.1f} ms, {per_sec('train_images_per_sec')}",
+      f"eval step      {per_sec('eval_images_per_sec')}",
+      f"input pipeline {per_sec('input_images_per_sec')}",
+      f"loop           {per_sec('loop_images_per_sec')}"
+      + (f" ({100 * result['loop_over_train']:.0f}% of the train step)"
+         if 'loop_over_train' in result else ''),
+      f"MFU            {result['mfu']:.3f} ({result['model_flops_per_sec'] / 1e9:.1f} GFLOP/s "
+      f"of the model, {result['train_flops_per_image'] / 1e9:.3f} GFLOP per image; matmul peak "
+      f"{result['matmul_peak_flops_per_sec'] / 1e9:.1f} GFLOP/s)"])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments {' '.join(argv[1:])}; options are --config, --batch, "
+             '--steps, --json, --noloop and --config.KEY=VALUE')
+  if _STEPS.value < 1 or _BATCH.value < 0:
+    cli.fail(f'--steps={_STEPS.value} and --batch={_BATCH.value} must be >= 1')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  config = flags.FLAGS.config
+  with config.unlocked():
+    if _BATCH.value:
+      config.train.batch_size = _BATCH.value
+  try:
+    # The loop's own lines go to stderr, so that --json prints the object alone.
+    with contextlib.redirect_stdout(sys.stderr):
+      result = benchmark(config, _STEPS.value, _LOOP.value)
+  except UserError as e:
+    cli.fail(str(e))
+  print(json.dumps(result) if _JSON.value else format_result(result))
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,77 @@
+"""The top-5 classes of image files, from a trained run's checkpoint.
+
+  python -m jaxcnn.predict --workdir DIR [--step N] IMAGE_FILE...
+
+Images (PNG, JPEG, GIF, BMP or WebP, any size) are preprocessed as the run's evaluation does and
+classified on one device. Classes are named by the dataset's label names where the dataset
+is prepared on this machine, else by their indices (the first line says which). A file that
+is not a readable image is reported on stderr, the others are still predicted, and the exit
+status is 1; a bad workdir or checkpoint is one `error:` line and exit status 2.
+"""
+
+import argparse
+import os
+import re
+import sys
+
+from jaxcnn.errors import UserError
+
+TOP_K = 5
+
+
+def read_image(path: str, channels: int):
+  """The uint8 H x W x `channels` pixels of an image file."""
+  import tensorflow as tf
+  if not tf.io.gfile.exists(path):
+    raise UserError(f'{path}: no such file')
+  try:
+    return tf.io.decode_image(tf.io.read_file(path), channels=channels,
+                              expand_animations=False).numpy()
+  except tf.errors.OpError as e:
+    reason = re.sub(r'\{\{.*?\}\}|\[Op:.*', '', e.message.splitlines()[0]).strip()  # TF's op names
+    raise UserError(f'{path}: not a readable image ({reason})') from None
+
+
+def format_prediction(path: str, probabilities, class_name) -> str:
+  top = probabilities.argsort()[::-1][:TOP_K]
+  return '\n'.join([path, *(f'  {100 * probabilities[i]:6.2f}%  {class_name(i)}' for i in top)])
+
+
+def main(argv: list[str]) -> int:
+  parser = argparse.ArgumentParser(prog='python -m jaxcnn.predict',
+                                   description=__doc__.splitlines()[0])
+  parser.add_argument('--workdir', required=True, help="a training run's work directory")
+  parser.add_argument('--step', type=int, default=None,
+                      help='the checkpoint step (default: the latest readable one)')
+  parser.add_argument('images', nargs='+', metavar='IMAGE_FILE')
+  args = parser.parse_args(argv)
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  from absl import logging
+  # orbax logs a warning for every read-only checkpoint directory it opens.
+  logging.set_verbosity(logging.ERROR)
+  from jaxcnn.restored import input_shape, restore
+  try:
+    restored = restore(args.workdir, args.step)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+
+  images, paths, status = [], [], 0
+  for path in args.images:
+    try:
+      images.append(read_image(path, input_shape(restored.config)[-1]))
+      paths.append(path)
+    except UserError as e:
+      print(f'error: {e}; skipped', file=sys.stderr)
+      status = 1
+  names = ("the dataset's label names" if restored.label_names else
+           f"class indices (dataset '{restored.config.data.name}' has no label names here)")
+  print(f"{restored.config.model.name} at step {restored.step} of {args.workdir}; classes: {names}")
+  if images:
+    for path, probabilities in zip(paths, restored.predict(images)):
+      print(format_prediction(path, probabilities, restored.class_name))
+  return status
+
+
+if __name__ == '__main__':
+  sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,321 @@
+"""Ablation sweeps: every variant of a sweep trains as its own run, then one table and plots.
+
+  python -m jaxcnn.sweep --config configs/NAME.py[:PRESET] --sweep SWEEP [--workdir DIR]
+      [--parallel N] [--results_dir DIR] [--target_train_error E] [--config.KEY=VALUE ...]
+
+Sweeps are defined in the config file's `SWEEPS` dict: name -> a dict of overrides
+{'section.key': value}, or a list of such dicts. A list value is a grid axis: each dict
+expands to the product of its list values (tuples are plain values). For example
+{'model.depth': [20, 56], 'model.shortcuts': [False, True]} is four variants.
+
+Each variant runs `python -m jaxcnn.main` in a subprocess in DIR/<variant> (so a crash stays
+in its variant), with the `--config.KEY=VALUE` options given here and then the variant's
+overrides. A finished variant is skipped when the sweep is rerun, without starting JAX: its
+DIR/<variant>/sweep.json holds the same command, and its last eval and checkpoint are at the
+run's last step. The others start, or resume where their run stopped. Then DIR (or --results_dir) gets results.csv and
+results.md, one row per variant, and one PNG per metric (train loss and error, test loss and
+error against the step) overlaying the variants' curves.
+"""
+
+import concurrent.futures
+import csv
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+from jaxcnn import main as train_cli
+from jaxcnn.errors import UserError
+from jaxcnn.reporting import read_metrics
+
+_SWEEP = flags.DEFINE_string('sweep', None, "Name of a sweep in the config file's SWEEPS dict.")
+_PARALLEL = flags.DEFINE_integer('parallel', 1, 'How many variants train at once.')
+_RESULTS_DIR = flags.DEFINE_string('results_dir', None, 'Where results and plots go (default: --workdir).')
+_TARGET = flags.DEFINE_float('target_train_error', None,
+                             'Adds a column: the first step whose logged train error is at most this.')
+flags.mark_flags_as_required(['sweep'])
+
+MARKER = 'sweep.json'
+# The metrics plotted, one PNG each: (file name, title, split, key). Top-1 is drawn as error;
+# a test plot also draws any other view of the metric (e.g. center_top1 of 10-crop runs).
+PLOTS = (('train_loss', 'train loss', 'train', 'loss'),
+         ('train_error', 'train top-1 error', 'train', 'top1'),
+         ('test_loss', 'test loss', 'eval', 'loss'),
+         ('test_error', 'test top-1 error', 'eval', 'top1'))
+
+
+def expand(sweep) -> list[dict]:
+  """The variants of a sweep definition: each dict's grid product, in order."""
+  variants = []
+  for grid in sweep if isinstance(sweep, list) else [sweep]:
+    axes = [value if isinstance(value, list) else [value] for value in grid.values()]
+    variants += [dict(zip(grid, values)) for values in itertools.product(*axes)]
+  return variants
+
+
+def _format_value(value) -> str:
+  if isinstance(value, tuple):
+    return 'x'.join(map(_format_value, value)) or 'none'
+  return ''.join(c for c in str(value) if c.isalnum() or c in '.+-')
+
+
+def variant_name(overrides: dict) -> str:
+  """A short directory name: `key-value` for each override's last key part, joined by '_'."""
+  return '_'.join(f"{key.split('.')[-1]}-{_format_value(value)}"
+                  for key, value in overrides.items()) or 'base'
+
+
+def format_overrides(overrides: dict) -> str:
+  return ' '.join(f'{key}={value}' for key, value in overrides.items())
+
+
+def has_key(config, key: str) -> bool:
+  *sections, field = key.split('.')
+  for section in sections:
+    config = config.get(section)
+    if not hasattr(config, 'get'):
+      return False
+  return field in config
+
+
+def check_variants(config, variants: list[dict], fixed_keys: set[str]) -> None:
+  """Every override names an existing key with a value of its type, and names are distinct."""
+  for overrides in variants:
+    swept_and_fixed = sorted(set(overrides) & fixed_keys)
+    if swept_and_fixed:
+      raise UserError(f'--config.{swept_and_fixed[0]} is set by the sweep itself; drop that option')
+    problem = next((f'the config has no key {key}' for key in overrides if not has_key(config, key)),
+                   None)
+    if not problem:
+      try:
+        config.copy_and_resolve_references().update_from_flattened_dict(overrides)
+      except (TypeError, ValueError) as e:  # a value of the wrong type
+        problem = e.args[0]
+    if problem:
+      raise UserError(f"sweep variant {format_overrides(overrides)}: {problem}; fix the config "
+                      "file's SWEEPS entry")
+  names = [variant_name(v) for v in variants]
+  repeated = sorted({n for n in names if names.count(n) > 1})
+  if repeated:
+    raise UserError(f"two sweep variants share the name '{repeated[0]}'; make their overrides differ")
+
+
+def latest_checkpoint_step(workdir: str) -> int | None:
+  """The newest committed orbax checkpoint (a directory named by its step), without JAX."""
+  directory = os.path.join(workdir, 'checkpoints')
+  steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
+  return max(steps, default=None)
+
+
+def read_marker(workdir: str) -> dict:
+  path = os.path.join(workdir, MARKER)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def total_steps(workdir: str, train_records: list[dict]) -> int | None:
+  """The step a run ends at, from its config.json and the epoch its train records give."""
+  path = os.path.join(workdir, 'config.json')
+  if not train_records or not os.path.exists(path):
+    return None
+  with open(path) as f:
+    train = json.load(f)['train']
+  first = train_records[0]
+  return train['num_steps'] or train['num_epochs'] * round(first['step'] / first['epoch'])
+
+
+def run_finished(workdir: str) -> bool:
+  """The run reached its last step: its final eval and checkpoint are at that step."""
+  records = read_metrics(workdir)
+  evals = [r for r in records if r['split'] == 'eval']
+  last = total_steps(workdir, [r for r in records if r['split'] == 'train'])
+  return bool(evals) and last is not None and evals[-1]['step'] == last == (
+      latest_checkpoint_step(workdir))
+
+
+def is_finished(workdir: str, command: list[str]) -> bool:
+  return read_marker(workdir).get('command') == command and run_finished(workdir)
+
+
+def closing_line(output: str) -> str:
+  """What a run said last: its `error: ...` line if it printed one, else its last line."""
+  lines = [line.strip() for line in output.splitlines() if line.strip()]
+  errors = [line for line in lines if line.startswith('error:')]
+  return (errors or lines or ['no output'])[-1]
+
+
+def run_variant(command: list[str], workdir: str) -> dict:
+  """Runs (or resumes) one variant; returns its marker, also written to WORKDIR/sweep.json."""
+  previous = read_marker(workdir)
+  if previous and previous['command'] != command:
+    raise UserError(f'{workdir} holds a run of another command ({" ".join(previous["command"])}); '
+                    'pass another --workdir or delete that directory')
+  os.makedirs(workdir, exist_ok=True)
+  env = {'TF_CPP_MIN_LOG_LEVEL': '2', **os.environ}
+  start = time.perf_counter()
+  with open(os.path.join(workdir, 'sweep.log'), 'w') as log:
+    result = subprocess.run([sys.executable, *command], stdout=log, stderr=subprocess.STDOUT,
+                            env=env, check=False)
+  with open(os.path.join(workdir, 'sweep.log')) as log:
+    output = log.read()
+  if result.returncode:
+    status = f'failed: {closing_line(output)}'
+  else:  # a signal (SIGTERM, Ctrl-C) stops a run early with a checkpoint and exit status 0
+    status = 'ok' if run_finished(workdir) else f'stopped: {closing_line(output)}'
+  marker = {'command': command, 'status': status,  # a resumed run adds the earlier attempts' time
+            'wall_s': previous.get('wall_s', 0.0) + time.perf_counter() - start}
+  with open(os.path.join(workdir, MARKER), 'w') as f:
+    json.dump(marker, f, indent=2)
+  return marker
+
+
+def steps_to_error(train_records: list[dict], target: float) -> int | None:
+  return next((r['step'] for r in train_records if 1 - r['top1'] <= target), None)
+
+
+def result_row(name: str, overrides: dict, workdir: str, target: float | None) -> dict:
+  records = read_metrics(workdir)
+  train = [r for r in records if r['split'] == 'train']
+  evals = [r for r in records if r['split'] == 'eval']
+  marker = read_marker(workdir)
+  row = {'variant': name, 'overrides': format_overrides(overrides),
+         'status': marker.get('status', 'not run'), 'steps': evals[-1]['step'] if evals else None,
+         'train_loss': train[-1]['loss'] if train else None,
+         'train_top1': train[-1]['top1'] if train else None}
+  # Every eval metric the run reports (top1, top5, and e.g. center_top1 with 10-crop testing).
+  for key, value in (evals[-1] if evals else {}).items():
+    if key not in ('step', 'split', 'loss', 'num_examples'):
+      row[f'test_{key}'] = value
+  if target is not None:
+    row[f'steps_to_train_error_{target:g}'] = steps_to_error(train, target)
+  row['wall_s'] = round(marker['wall_s'], 1) if 'wall_s' in marker else None
+  return row
+
+
+def _cell(key: str, value) -> str:
+  if value is None:
+    return '-'
+  if 'top' in key:
+    return f'{100 * value:.2f}%'
+  if key == 'train_loss':
+    return f'{value:.4f}'
+  return str(value)
+
+
+def write_tables(rows: list[dict], directory: str) -> None:
+  columns = list(dict.fromkeys(key for row in rows for key in row))
+  last = [c for c in columns if c.startswith('steps_to_') or c == 'wall_s']  # as in a full row
+  columns = [c for c in columns if c not in last] + last
+  with open(os.path.join(directory, 'results.csv'), 'w', newline='') as f:
+    writer = csv.DictWriter(f, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+  lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+  lines += ['| ' + ' | '.join(_cell(key, row.get(key)) for key in columns) + ' |' for row in rows]
+  with open(os.path.join(directory, 'results.md'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+
+
+def write_plots(curves: dict[str, list[dict]], directory: str, title: str) -> list[str]:
+  """One PNG per metric in PLOTS, each overlaying every variant's curve against the step."""
+  import matplotlib
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt
+  paths = []
+  for file_name, label, split, key in PLOTS:
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=80)
+    for color, (name, records) in enumerate(curves.items()):
+      records = [r for r in records if r['split'] == split]
+      if not records:  # a variant that failed before its first record
+        continue
+      views = sorted({k for r in records for k in r if k.endswith(f'_{key}')}) if split == 'eval' else []
+      for view, style in zip([key, *views], ['-', '--', ':', '-.']):
+        points = [(r['step'], r[view] if key == 'loss' else 1 - r[view]) for r in records]
+        suffix = f" ({view.removesuffix(f'_{key}')})" if view != key else ''
+        axes.plot(*zip(*points), style, color=f'C{color % 10}', label=name + suffix,
+                  marker='.' if len(points) < 30 else None)
+    axes.set(xlabel='step', ylabel=label, title=f'{title}: {label}')
+    if key == 'loss':
+      axes.set_yscale('log')
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize='x-small', framealpha=0.8)
+    figure.tight_layout()
+    paths.append(os.path.join(directory, f'{file_name}.png'))
+    figure.savefig(paths[-1], metadata={'Software': None})
+    plt.close(figure)
+  return paths
+
+
+def load_sweep(config_argument: str, sweep_name: str) -> list[dict]:
+  from jaxcnn.summary import load_config_module
+  path = config_argument.partition(':')[0]
+  sweeps = getattr(load_config_module(path), 'SWEEPS', {})
+  if sweep_name not in sweeps:
+    raise UserError(f"{path} has no sweep '{sweep_name}'; its SWEEPS are: "
+                    f"{', '.join(sweeps) or 'none'}")
+  return expand(sweeps[sweep_name])
+
+
+def run_sweep(config, config_argument: str, sweep_name: str, workdir: str, fixed: list[str],
+              parallel: int, results_dir: str, target: float | None) -> list[dict]:
+  """Runs the variants not finished yet, then writes the tables and plots; returns the rows."""
+  if parallel < 1:
+    raise UserError(f'--parallel={parallel}: give at least 1')
+  variants = load_sweep(config_argument, sweep_name)
+  check_variants(config, variants, {a.split('=')[0][len('--config.'):] for a in fixed})
+  jobs = []
+  for overrides in variants:
+    name = variant_name(overrides)
+    command = ['-m', 'jaxcnn.main', '--config', config_argument,
+               '--workdir', os.path.join(workdir, name), *fixed,
+               *(f'--config.{key}={value}' for key, value in overrides.items())]
+    jobs.append((name, overrides, command))
+
+  def run(job):
+    name, _, command = job
+    variant_dir = os.path.join(workdir, name)
+    if is_finished(variant_dir, command):
+      print(f'{name}: finished earlier, skipped', flush=True)
+      return
+    print(f'{name}: training (log in {os.path.join(variant_dir, "sweep.log")})', flush=True)
+    marker = run_variant(command, variant_dir)
+    print(f"{name}: {marker['status']} after {marker['wall_s']:.0f} s", flush=True)
+
+  with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+    list(pool.map(run, jobs))
+
+  os.makedirs(results_dir, exist_ok=True)
+  rows = [result_row(name, overrides, os.path.join(workdir, name), target)
+          for name, overrides, _ in jobs]
+  write_tables(rows, results_dir)
+  curves = {name: read_metrics(os.path.join(workdir, name)) for name, _, _ in jobs}
+  write_plots(curves, results_dir, sweep_name)
+  return rows
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    train_cli.fail(f"unexpected arguments {' '.join(argv[1:])}")
+  config_argument = flags.FLAGS['config'].serialize().split('=', 1)[1]
+  workdir = train_cli._WORKDIR.value or f'{train_cli.default_workdir(config_argument)}-{_SWEEP.value}'
+  fixed = [a for a in sys.argv[1:] if a.startswith('--config.')]
+  try:
+    rows = run_sweep(train_cli._CONFIG.value, config_argument, _SWEEP.value, workdir, fixed,
+                     _PARALLEL.value, _RESULTS_DIR.value or workdir, _TARGET.value)
+  except UserError as e:
+    train_cli.fail(str(e))
+  failed = [row['variant'] for row in rows if row['status'] != 'ok']
+  print(f"{len(rows) - len(failed)} of {len(rows)} variants ok; results in "
+        f"{os.path.join(_RESULTS_DIR.value or workdir, 'results.md')}")
+  if failed:
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=train_cli.parse_flags)

@@ -1,0 +1,114 @@
+"""jaxcnn.bench's JSON, one compilation of the train step per run, and mixed precision."""
+
+import json
+import logging
+import math
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from conftest import REPO, cli_env, load_config
+from jaxcnn import bench
+from jaxcnn.models import create_model
+from jaxcnn.summary import summarize_config
+
+
+def test_bench_json_figures(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'jaxcnn.bench', '--config', str(REPO / 'configs/lenet.py'),
+       '--config.data.name=synthetic', '--config.eval.batch_size=2000', '--batch', '16',
+       '--steps', '3', '--json'],
+      cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  figures = json.loads(result.stdout)
+  for key in ('train_images_per_sec', 'compile_seconds', 'loop_images_per_sec',
+              'eval_images_per_sec', 'model_flops_per_sec', 'matmul_peak_flops_per_sec'):
+    assert math.isfinite(figures[key]) and figures[key] > 0, key
+  assert 0 < figures['mfu'] <= 1
+  assert figures['input_images_per_sec'] is None and 'synthetic' in figures['input_note']
+  config = load_config('lenet')
+  config.data.name = 'synthetic'
+  assert figures['train_flops_per_image'] == 6 * summarize_config(config)['macs']
+  assert figures['mfu'] == pytest.approx(
+      figures['train_flops_per_image'] * figures['train_images_per_sec']
+      / figures['matmul_peak_flops_per_sec'])
+  assert (figures['batch'], figures['steps'], figures['compute_dtype']) == (16, 3, 'float32')
+
+
+def test_bench_rejects_bad_steps(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'jaxcnn.bench', '--config', str(REPO / 'configs/lenet.py'),
+       '--steps', '0'], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=60)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      'error: --steps=0 and --batch=0 must be >= 1']
+
+
+class _Compilations(logging.Handler):
+  def __init__(self):
+    super().__init__()
+    self.names = []
+
+  def emit(self, record):
+    message = record.getMessage()
+    if message.startswith('Compiling jit('):
+      self.names.append(message[len('Compiling jit('):].split(')')[0])
+
+
+def test_train_step_compiles_once_in_a_run(digits_config, tmp_path):
+  """20 steps with 4 logs, 2 evals and 2 checkpoints inside: one train-step compilation."""
+  from jaxcnn import train
+  config = digits_config('lenet', **{
+      'train.num_steps': 20, 'train.log_every_steps': 5, 'eval.every_steps': 10,
+      'checkpoint.every_steps': 10})
+  compilations = _Compilations()
+  logger = logging.getLogger('jax._src.interpreters.pxla')
+  logger.addHandler(compilations)
+  try:
+    with jax.log_compiles():
+      final = train.train_and_evaluate(config, str(tmp_path))
+  finally:
+    logger.removeHandler(compilations)
+  assert final['step'] == 20
+  assert compilations.names.count('train_step') == 1
+  assert compilations.names.count('eval_step') == 1
+
+
+def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state():
+  from jaxcnn import optim, train
+  config = load_config('lenet', 'bn')
+  config.train.compute_dtype = 'bfloat16'
+  model = create_model(bench.with_compute_dtype(config).model, 10)
+  tx = optim.create_optimizer(config.optimizer,
+                              optim.learning_rate_schedule(config.optimizer, 10, 10), 10)
+  state = train.create_train_state(config, model, tx, (1, 32, 32, 1))
+  images = jax.random.normal(jax.random.key(1), (4, 32, 32, 1))
+  batch = {'image': images, 'label': jnp.arange(4)}
+
+  jaxpr = jax.make_jaxpr(lambda x: model.apply(
+      {'params': state.params, 'batch_stats': state.batch_stats}, x))(images)
+  convs = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == 'conv_general_dilated']
+  assert [e.outvars[0].aval.dtype for e in convs] == [jnp.bfloat16] * 2
+
+  state, metrics = jax.jit(train.train_step, static_argnums=2)(state, batch, 0.0)
+  assert metrics['loss'].dtype == jnp.float32 and math.isfinite(metrics['loss'])
+  kept = jax.tree.leaves((state.params, state.batch_stats, state.opt_state))
+  assert {leaf.dtype for leaf in kept if jnp.issubdtype(leaf.dtype, jnp.floating)} == {
+      jnp.dtype(jnp.float32)}
+
+
+def test_resnet18_cifar_stem_keeps_32x32_until_the_first_stage():
+  """The benchmark's ResNet-18 at 32x32: one 3x3/1 conv, no pool, so layer1 sees 32x32."""
+  from jaxcnn.models.resnet import ResNet
+  model = ResNet(num_classes=10, depth=18, stem='cifar')
+  x = jnp.zeros((1, 32, 32, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+  assert sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(variables['params'])) == 11_173_962
+  assert variables['params']['conv1']['kernel'].shape == (3, 3, 3, 64)
+  _, state = jax.eval_shape(lambda v: model.apply(v, x, capture_intermediates=True,
+                                                 mutable=['intermediates']), variables)
+  assert state['intermediates']['layer1_0']['__call__'][0].shape == (1, 32, 32, 64)
+  assert state['intermediates']['layer4_1']['__call__'][0].shape == (1, 4, 4, 512)
