@@ -222,12 +222,11 @@ def write_tables(rows: list[dict], directory: str) -> None:
     f.write('\n'.join(lines) + '\n')
 
 
-def write_plots(curves: dict[str, list[dict]], directory: str, title: str) -> list[str]:
+def write_plots(curves: dict[str, list[dict]], directory: str, title: str) -> None:
   """One PNG per metric in PLOTS, each overlaying every variant's curve against the step."""
   import matplotlib
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt
-  paths = []
   for file_name, label, split, key in PLOTS:
     figure, axes = plt.subplots(figsize=(6, 4), dpi=80)
     for color, (name, records) in enumerate(curves.items()):
@@ -246,10 +245,8 @@ def write_plots(curves: dict[str, list[dict]], directory: str, title: str) -> li
     axes.grid(alpha=0.3)
     axes.legend(fontsize='x-small', framealpha=0.8)
     figure.tight_layout()
-    paths.append(os.path.join(directory, f'{file_name}.png'))
-    figure.savefig(paths[-1], metadata={'Software': None})
+    figure.savefig(os.path.join(directory, f'{file_name}.png'), metadata={'Software': None})
     plt.close(figure)
-  return paths
 
 
 def load_sweep(config_argument: str, sweep_name: str) -> list[dict]:
@@ -303,10 +300,10 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     train_cli.fail(f"unexpected arguments {' '.join(argv[1:])}")
   config_argument = flags.FLAGS['config'].serialize().split('=', 1)[1]
-  workdir = train_cli._WORKDIR.value or f'{train_cli.default_workdir(config_argument)}-{_SWEEP.value}'
+  workdir = flags.FLAGS.workdir or f'{train_cli.default_workdir(config_argument)}-{_SWEEP.value}'
   fixed = [a for a in sys.argv[1:] if a.startswith('--config.')]
   try:
-    rows = run_sweep(train_cli._CONFIG.value, config_argument, _SWEEP.value, workdir, fixed,
+    rows = run_sweep(flags.FLAGS.config, config_argument, _SWEEP.value, workdir, fixed,
                      _PARALLEL.value, _RESULTS_DIR.value or workdir, _TARGET.value)
   except UserError as e:
     train_cli.fail(str(e))

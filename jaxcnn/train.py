@@ -332,7 +332,9 @@ def train_and_evaluate(config, workdir: str, start_over: bool = False) -> dict:
       if evaluating:
         final = {'step': step, 'split': 'eval', **evaluate(run.eval_step, state, data, mesh)}
         reporter.write(final)
-        state = state.replace(eval_error=parallel.replicate(jnp.float32(1 - final['top1']), mesh))
+        # The plateau schedule watches single-crop error, whatever eval.crops reports.
+        top1 = final.get('center_top1', final['top1'])
+        state = state.replace(eval_error=parallel.replicate(jnp.float32(1 - top1), mesh))
       if saving:
         checkpoints.save(state)
       paused += time.perf_counter() - pause_start

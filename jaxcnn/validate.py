@@ -150,11 +150,12 @@ def _flat(tree, prefix: str = '') -> dict:
 
 def resume_conflicts(saved, config) -> list[str]:
   """The keys on which `config` differs from the `saved` config of a run it would resume,
-  other than those a resumed run may change, as 'key: saved -> new'."""
+  other than those a resumed run may change, as 'key: saved -> new'. Keys the saved config
+  lacks (added to jaxcnn after that run began) are not compared."""
   as_plain = lambda c: _flat(json.loads(c.to_json_best_effort()))
   old, new = as_plain(saved), as_plain(config)
-  return [f'{key}: {old.get(key)!r} -> {new.get(key)!r}' for key in sorted(old.keys() | new.keys())
-          if old.get(key) != new.get(key) and not key.startswith(_RESUMABLE_CHANGES)]
+  return [f'{key}: {old[key]!r} -> {new.get(key)!r}' for key in sorted(old)
+          if old[key] != new.get(key) and not key.startswith(_RESUMABLE_CHANGES)]
 
 
 def check_workdir_writable(workdir: str) -> None:

@@ -51,7 +51,7 @@ def preset_model(preset, num_classes=None):
 
 def test_presets_and_recipes():
   module = load_config_module('resnet')
-  assert module.PRESETS[0] == 'resnet50' and set(module.PRESETS) == set(REFERENCE)
+  assert module.PRESETS[0] == 'resnet50' and set(module.PRESETS) == set(REFERENCE) | {'digits'}
   assert module.get_config().to_dict() == module.get_config('resnet50').to_dict()
   for preset in module.PRESETS:
     validate.check_config(load_config('resnet', preset))  # a UserError for a value it refuses
