@@ -182,7 +182,8 @@ def test_train_step_adds_weighted_aux_loss_and_scores_the_main_head():
             'aux': {'kernel': jnp.roll(jnp.eye(4), 1, axis=1), 'bias': jnp.zeros(4)}}
   state = train.TrainState.create(
       apply_fn=model.apply, params=params, tx=optax.sgd(0.1, momentum=0.9), batch_stats={},
-      dropout_key=jax.random.key_data(jax.random.key(0)), eval_error=jnp.ones(()))
+      dropout_key=jax.random.key_data(jax.random.key(0)), eval_error=jnp.ones(()),
+      metric_sums=train.zero_metric_sums(), first_nonfinite_step=jnp.int32(train.NO_NONFINITE_STEP))
   labels = jnp.array([0, 1, 2])
   batch = {'image': jax.nn.one_hot(labels, 4).reshape(3, 2, 2, 1) * 3.0, 'label': labels}
   main, aux = model.apply({'params': params}, batch['image'], train=True)
