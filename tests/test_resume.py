@@ -1,5 +1,5 @@
-"""Runs killed at random moments or stopped by SIGTERM end exactly where an uninterrupted
-run ends; a run whose loss turns non-finite stops with an error
+"""Runs killed at random moments, stopped by SIGTERM, or left with a damaged checkpoint end
+exactly where an uninterrupted run ends; a run whose loss turns non-finite stops with an error
 and saves nothing after its last good step."""
 
 import json
@@ -124,7 +124,24 @@ def test_killed_and_stopped_run_resumes_to_the_same_result(tmp_path, digits_dir)
   assert len(leaves(state_a['params'])) == 10  # 5 layers x (kernel, bias)
   for x, y in zip(leaves(state_a), leaves(state_b), strict=True):
     np.testing.assert_array_equal(x, y)
-  # Damaged checkpoints (skipped with a warning, set aside) are tested in test_checkpoint.py.
+  # A damaged latest checkpoint: its root index truncated. The rerun warns, sets it aside,
+  # resumes from the one before and again ends with the same parameters.
+  latest = b / 'checkpoints' / str(NUM_STEPS)
+  for index_file in (latest / 'state' / 'd').iterdir():
+    with open(index_file, 'r+b') as f:
+      f.truncate(index_file.stat().st_size // 2)
+  rerun = run(b, digits_dir, tmp_path)
+  assert rerun.returncode == 0, rerun.stderr
+  # orbax's own threads may print tracebacks around it, even mid-line: search the whole text.
+  warnings = re.findall(r'warning: checkpoint at step (\d+) is unreadable \(.*\); skipped it '
+                        r'\(moved to (\S+)\)', rerun.stderr)
+  assert warnings == [(str(NUM_STEPS), str(b / 'unreadable_checkpoints' / str(NUM_STEPS)))], (
+      rerun.stderr)
+  assert f'resuming from checkpoint at step {NUM_STEPS - CHECKPOINT_EVERY} of' in rerun.stdout
+  assert (b / 'unreadable_checkpoints' / str(NUM_STEPS) / 'state').is_dir()  # kept, not deleted
+  _, state_b = saved_state(b)
+  for x, y in zip(leaves(state_a), leaves(state_b), strict=True):
+    np.testing.assert_array_equal(x, y)
 
 
 def test_nonfinite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, digits_dir):
