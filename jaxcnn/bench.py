@@ -19,7 +19,6 @@ state and loss stay float32).
 """
 
 import contextlib
-import functools
 import json
 import os
 import sys
@@ -79,20 +78,6 @@ def train_flops_per_image(config) -> int:
   return 3 * 2 * summarize_config(config)['macs']
 
 
-def jit_train_step(config, run):
-  """The trainer's train step, compiled as train_and_evaluate compiles it."""
-  import jax
-  from jax.sharding import NamedSharding, PartitionSpec as P
-  from jaxcnn import train
-  return jax.jit(
-      functools.partial(train.train_step, label_smoothing=config.train.label_smoothing,
-                        aux_loss_weights=tuple(config.train.aux_loss_weights),
-                        batch_norm_groups=(run.mesh.shape['data']
-                                           if config.train.batch_norm_per_device else 1)),
-      in_shardings=(run.shardings, NamedSharding(run.mesh, P('data'))),
-      out_shardings=(run.shardings, None), donate_argnums=0)
-
-
 def measure_steps(config, steps: int) -> dict:
   """Compile seconds, and train and eval step speed on batches already on the devices."""
   import jax
@@ -101,7 +86,7 @@ def measure_steps(config, steps: int) -> dict:
   run = train.setup(config)
   batch = parallel.shard_batch(next(iter(run.data.train_batches())), run.mesh)
   start = time.perf_counter()
-  step = jit_train_step(config, run).lower(run.state, batch).compile()
+  step = run.train_step.lower(run.state, batch).compile()
   compile_seconds = time.perf_counter() - start
 
   state = run.state

@@ -196,6 +196,7 @@ class Setup:
   shardings: TrainState  # of `state`
   total_steps: int
   steps_per_eval: int
+  train_step: Any  # jit-compiled train_step, with the config's options; donates the state
   eval_step: Any  # jit-compiled eval_step
 
 
@@ -215,9 +216,16 @@ def setup(config) -> Setup:
   tx = optim.create_optimizer(config.optimizer, schedule, steps_per_eval)
   state = create_train_state(config, model, tx, input_shape, parallel.model_apply(model, mesh))
   shardings = parallel.state_shardings(state, model, mesh)
-  eval_step_fn = jax.jit(eval_step, in_shardings=(shardings, NamedSharding(mesh, P('data'))))
+  batch_sharding = NamedSharding(mesh, P('data'))
+  train_step_fn = jax.jit(
+      functools.partial(train_step, label_smoothing=config.train.label_smoothing,
+                        aux_loss_weights=tuple(config.train.aux_loss_weights),
+                        batch_norm_groups=(mesh.shape['data'] if config.train.batch_norm_per_device
+                                           else 1)),
+      in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None), donate_argnums=0)
+  eval_step_fn = jax.jit(eval_step, in_shardings=(shardings, batch_sharding))
   return Setup(mesh, data, schedule, jax.device_put(state, shardings), shardings, total_steps,
-               steps_per_eval, eval_step_fn)
+               steps_per_eval, train_step_fn, eval_step_fn)
 
 
 def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
@@ -270,7 +278,7 @@ def train_and_evaluate(config, workdir: str, start_over: bool = False) -> dict:
   parallel.initialize_distributed(config.distributed)
   _open_workdir(config, workdir, start_over)
   run = setup(config)
-  mesh, data, shardings, total_steps = run.mesh, run.data, run.shardings, run.total_steps
+  mesh, data, total_steps = run.mesh, run.data, run.total_steps
   checkpoints = Checkpoints(workdir, config.checkpoint.keep)
   state = checkpoints.restore(run.state) if checkpoints.all_steps() else run.state
   start_step = int(state.step)
@@ -287,13 +295,6 @@ def train_and_evaluate(config, workdir: str, start_over: bool = False) -> dict:
   reporter = Reporter(workdir, total_steps, start_step)
   progress = f'resuming from checkpoint at step {start_step} of' if start_step else 'training for'
   reporter.print(f'{progress} {total_steps} steps ({data.steps_per_epoch} per epoch) in {workdir}')
-  train_step_fn = jax.jit(
-      functools.partial(train_step, label_smoothing=config.train.label_smoothing,
-                        aux_loss_weights=tuple(config.train.aux_loss_weights),
-                        batch_norm_groups=(mesh.shape['data'] if config.train.batch_norm_per_device
-                                           else 1)),
-      in_shardings=(shardings, NamedSharding(mesh, P('data'))), out_shardings=(shardings, None),
-      donate_argnums=0)
   batches = parallel.prefetch_to_mesh(data.train_batches(start_step), mesh)
   log_every = config.train.log_every_steps
   timed_steps, timer, paused = 0, time.perf_counter(), 0.0
@@ -301,7 +302,7 @@ def train_and_evaluate(config, workdir: str, start_over: bool = False) -> dict:
 
   with StopRequests() as stop, contextlib.closing(reporter), contextlib.closing(checkpoints):
     for step in range(start_step + 1, total_steps + 1):  # `step` counts steps done, as state.step
-      state, _ = train_step_fn(state, next(batches))
+      state, _ = run.train_step(state, next(batches))
       timed_steps += 1
       reporter.advance()
 

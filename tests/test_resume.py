@@ -11,7 +11,6 @@ import subprocess
 import time
 
 import numpy as np
-import pytest
 
 from conftest import CONFIGS, cli_command, cli_env
 
