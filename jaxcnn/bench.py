@@ -41,14 +41,6 @@ MATMUL_SIZE = {'cpu': 2048}  # other platforms: 8192
 MATMUL_REPEATS = 5
 
 
-def with_compute_dtype(config):
-  """The config with `train.compute_dtype` as the model's computation dtype."""
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.model.dtype = config.train.compute_dtype
-  return config
-
-
 def _seconds(fn, repeats: int) -> float:
   """Wall seconds of `repeats` calls of `fn` (which returns arrays to wait for)."""
   import jax
@@ -136,7 +128,6 @@ def benchmark(config, steps: int, loop: bool = True) -> dict:
   """Every figure of the module docstring for `config` (its batch size, its compute dtype)."""
   import jax
   import jax.numpy as jnp
-  config = with_compute_dtype(config)
   result = {'device': jax.devices()[0].device_kind, 'devices': jax.device_count(),
             'batch': config.train.batch_size, 'steps': steps,
             'compute_dtype': config.train.compute_dtype}

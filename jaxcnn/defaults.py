@@ -52,7 +52,7 @@ def base_config() -> config_dict.ConfigDict:
   # True is skipped (the state stays as it was) and counted in the train records.
   config.train.skip_nonfinite_steps = False
   # The models' computation dtype: 'bfloat16' is mixed precision (parameters, optimizer state
-  # and the loss stay float32).
+  # and the loss stay float32); 'float64' needs JAX_ENABLE_X64=1.
   config.train.compute_dtype = 'float32'
 
   config.optimizer = config_dict.ConfigDict()

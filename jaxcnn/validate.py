@@ -51,6 +51,10 @@ def check_config(config) -> None:
   _require(0 < opt.decay_factor < 1, f'optimizer.decay_factor={opt.decay_factor} must be in (0, 1)')
   _require(all(0 < m < 1 for m in opt.milestones) and list(opt.milestones) == sorted(opt.milestones),
            f'optimizer.milestones={tuple(opt.milestones)} must be increasing fractions in (0, 1)')
+  _require(train.compute_dtype in ('float32', 'bfloat16', 'float64'), f"train.compute_dtype="
+           f"'{train.compute_dtype}' must be 'float32', 'bfloat16' (mixed precision) or 'float64'")
+  _require(train.compute_dtype != 'float64' or jax.config.jax_enable_x64,
+           "train.compute_dtype='float64' needs 64-bit JAX: set JAX_ENABLE_X64=1")
   _require(0 <= train.label_smoothing < 1,
            f'train.label_smoothing={train.label_smoothing} must be in [0, 1)')
   dropout = config.model.get('dropout_rate', 0.0)
@@ -84,11 +88,13 @@ def check_batch_sizes(config, data_devices: int, process_count: int) -> None:
 
 
 def build_model(config, num_classes: int, mesh):
-  """The configured model, checked against the mesh it will be split over."""
+  """The configured model, computing in `train.compute_dtype`, checked against the mesh."""
   try:
     model = create_model(config.model, num_classes)
   except (ValueError, TypeError) as e:
     raise UserError(f"cannot build model '{config.model.name}': {e}") from None
+  # Parameters stay float32 (flax's param_dtype); only the layers' computation changes.
+  model = model.clone(dtype=jnp.dtype(config.train.compute_dtype))
   split = mesh.shape['model']
   if split > 1:
     _require(hasattr(model, 'partition_specs'),

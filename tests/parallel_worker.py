@@ -3,15 +3,16 @@
   python tests/parallel_worker.py DATA_DIR OUT_DIR
 
 Trains a few steps of AlexNet on meshes (1, 1), (8, 1) and (4, 2) and ResNet-18 (float64
-compute) on (1, 1) and (8, 1), each into OUT_DIR/<name>, and prints one JSON object: per run the train losses
-and the final parameters' path to an .npz (for AlexNet on (4, 2) also the eval split's
-softmax outputs, an .npy), plus the all-gathers of the two-tower step.
+compute) on (1, 1) and (8, 1), each into OUT_DIR/<name>, and prints one JSON object: per run
+the train losses and the final parameters' path to an .npz (for AlexNet on (4, 2) also the
+eval split's softmax outputs, an .npy), plus the all-gathers of the two-tower step.
 """
 
 import os
 import sys
 
-os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
+if __name__ == '__main__':  # not when test_parallel imports small_config: it keeps 1 device
+  os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
 
 import functools  # noqa: E402
 import json  # noqa: E402
@@ -96,7 +97,7 @@ def main(data_dir, out_dir):
   for data in (1, 8):
     config = small_config('resnet.py', 'resnet18', data_dir, data, 1)
     config.data.image_size = 32
-    config.model.dtype = jax.numpy.float64
+    config.train.compute_dtype = 'float64'
     results[f'resnet18_{data}x1'] = run(config, os.path.join(out_dir, f'resnet18_{data}x1'))
   print(json.dumps(results))
 

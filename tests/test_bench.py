@@ -11,9 +11,8 @@ import jax.numpy as jnp
 import pytest
 
 from conftest import REPO, cli_env, load_config
-from jaxcnn import bench
-from jaxcnn.models import create_model
-from jaxcnn.summary import summarize_config
+from jaxcnn import bench, parallel, validate
+from jaxcnn.summary import called_jaxprs, summarize_config
 
 
 def test_bench_json_figures(tmp_path):
@@ -81,7 +80,7 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state():
   from jaxcnn import optim, train
   config = load_config('lenet', 'bn')
   config.train.compute_dtype = 'bfloat16'
-  model = create_model(bench.with_compute_dtype(config).model, 10)
+  model = validate.build_model(config, 10, parallel.make_mesh(1, 1))
   tx = optim.create_optimizer(config.optimizer,
                               optim.learning_rate_schedule(config.optimizer, 10, 10), 10)
   state = train.create_train_state(config, model, tx, (1, 32, 32, 1))
@@ -90,7 +89,14 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state():
 
   jaxpr = jax.make_jaxpr(lambda x: model.apply(
       {'params': state.params, 'batch_stats': state.batch_stats}, x))(images)
-  convs = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == 'conv_general_dilated']
+  def convs(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == 'conv_general_dilated':
+        yield eqn
+      for inner in called_jaxprs(eqn):
+        yield from convs(inner)
+
+  convs = list(convs(jaxpr.jaxpr))
   assert [e.outvars[0].aval.dtype for e in convs] == [jnp.bfloat16] * 2
 
   state, metrics = jax.jit(train.train_step, static_argnums=2)(state, batch, 0.0)

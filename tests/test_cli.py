@@ -38,6 +38,8 @@ MISTAKES = [
      ['model.dropout_rate=1.0', '[0, 1)']),
     ('unknown_schedule', [f'--config={LENET}', '--config.optimizer.schedule=linear'],
      ["'linear'", 'cosine']),
+    ('unknown_compute_dtype', [f'--config={LENET}', '--config.train.compute_dtype=float16'],
+     ['compute_dtype', 'float16', 'bfloat16']),
     ('label_smoothing_of_one', [f'--config={LENET}', '--config.train.label_smoothing=1.0'],
      ['train.label_smoothing=1.0']),
     ('mesh_larger_than_devices', [f'--config={LENET}', SYNTHETIC, '--config.mesh.data=4'],

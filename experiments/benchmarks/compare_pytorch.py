@@ -113,7 +113,7 @@ def main() -> None:
           file=sys.stderr)
     if torch_params != summary['params']:
       raise SystemExit(f'{name}: the parameter counts differ')
-    jax_figures = bench.measure_steps(bench.with_compute_dtype(config), args.steps)
+    jax_figures = bench.measure_steps(config, args.steps)
     torch_speed = torch_images_per_sec(model, config, args.steps, device)
     flops = bench.train_flops_per_image(config)
     jax_speed = jax_figures['train_images_per_sec']

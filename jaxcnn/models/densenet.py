@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.models import register
+from jaxcnn.models.conv import Conv
 
 # Dense layers per block of the ImageNet nets (Table 1 of the paper).
 IMAGENET_BLOCKS = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32), 201: (6, 12, 48, 32)}
@@ -48,7 +49,7 @@ class DenseLayer(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    conv = functools.partial(nn.Conv, use_bias=False, kernel_init=self.conv_init, dtype=self.dtype)
+    conv = functools.partial(Conv, use_bias=False, kernel_init=self.conv_init, dtype=self.dtype)
     # The paper drops out after every conv but the first (used only without augmentation).
     dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
     y = nn.relu(_norm(train, self.dtype, 'norm1')(x))
@@ -67,7 +68,7 @@ class Transition(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = nn.relu(_norm(train, self.dtype, 'norm')(x))
-    x = nn.Conv(int(x.shape[-1] * COMPRESSION), (1, 1), use_bias=False,
+    x = Conv(int(x.shape[-1] * COMPRESSION), (1, 1), use_bias=False,
                 kernel_init=self.conv_init, dtype=self.dtype, name='conv')(x)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return nn.avg_pool(x, (2, 2), strides=(2, 2))
@@ -105,7 +106,7 @@ class DenseNet(nn.Module):
       raise ValueError(f'densenet depth must be one of {sorted(IMAGENET_BLOCKS)}, not {self.depth}')
     x = x.astype(self.dtype)
     # Stem: 2k maps, 7x7/2 conv, BN, ReLU, 3x3/2 max pool (56x56 at 224).
-    x = nn.Conv(2 * self.growth_rate, (7, 7), strides=(2, 2), padding=3, use_bias=False,
+    x = Conv(2 * self.growth_rate, (7, 7), strides=(2, 2), padding=3, use_bias=False,
                 kernel_init=IMAGENET_CONV_INIT, dtype=self.dtype, name='conv0')(x)
     x = nn.relu(_norm(train, self.dtype, 'norm0')(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -136,7 +137,7 @@ class CifarDenseNet(nn.Module):
     x = x.astype(self.dtype)
     # BC nets start with 2k maps from a plain 3x3 conv (no BN right after it: the first dense
     # layer begins with one).
-    x = nn.Conv(2 * self.growth_rate, (3, 3), padding=1, use_bias=False,
+    x = Conv(2 * self.growth_rate, (3, 3), padding=1, use_bias=False,
                 kernel_init=CIFAR_CONV_INIT, dtype=self.dtype, name='conv0')(x)
     x = _dense_blocks(x, (layers,) * 3, self.growth_rate, self.dropout_rate, CIFAR_CONV_INIT,
                       self.dtype, train)

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.models import register
+from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import LocalResponseNorm
 
 VARIANTS = ('paper', 'torchvision')
@@ -92,7 +93,7 @@ class BasicConv(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     batch_norm = self.variant == 'torchvision'
     kernel_init, bias_init = _initializers(self.variant)
-    x = nn.Conv(self.features, (self.kernel, self.kernel), self.strides,
+    x = Conv(self.features, (self.kernel, self.kernel), self.strides,
                 padding=[(self.padding, self.padding)] * 2, use_bias=not batch_norm,
                 kernel_init=kernel_init, bias_init=bias_init, dtype=self.dtype)(x)
     if batch_norm:

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.models import register
+from jaxcnn.models.conv import Conv
 from jaxcnn.models.googlenet import check_nonempty
 
 
@@ -32,7 +33,7 @@ class ConvBN(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = nn.Conv(self.features, self.kernel, self.strides,
+    x = Conv(self.features, self.kernel, self.strides,
                 padding=[(p, p) for p in self.padding], use_bias=False,
                 kernel_init=nn.initializers.normal(self.stddev), dtype=self.dtype)(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,

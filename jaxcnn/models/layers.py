@@ -6,6 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcnn.models.conv import conv_general_dilated
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'relu': nn.relu,
     'tanh': nn.tanh,
@@ -70,7 +72,7 @@ class GroupedConv(nn.Module):
     bias = self.param('bias', self.bias_init, (self.features,))
     x, kernel, bias = x.astype(self.dtype), kernel.astype(self.dtype), bias.astype(self.dtype)
     towers = [
-        jax.lax.conv_general_dilated(
+        conv_general_dilated(
             x_tower, kernel_tower, (self.strides,) * 2, [(self.padding,) * 2] * 2,
             dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
         for x_tower, kernel_tower in zip(jnp.split(x, self.groups, axis=-1),

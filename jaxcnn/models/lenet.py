@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.models import register
+from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import activation
 
 
@@ -30,9 +31,9 @@ class LeNet5(nn.Module):
       return act(y)
 
     x = x.astype(self.dtype)
-    x = normalized(nn.Conv(6, (5, 5), padding='VALID', dtype=self.dtype, name='conv1')(x), 'conv1')
+    x = normalized(Conv(6, (5, 5), padding='VALID', dtype=self.dtype, name='conv1')(x), 'conv1')
     x = nn.avg_pool(x, (2, 2), strides=(2, 2))
-    x = normalized(nn.Conv(16, (5, 5), padding='VALID', dtype=self.dtype, name='conv2')(x), 'conv2')
+    x = normalized(Conv(16, (5, 5), padding='VALID', dtype=self.dtype, name='conv2')(x), 'conv2')
     x = nn.avg_pool(x, (2, 2), strides=(2, 2))
     x = x.reshape(x.shape[0], -1)
     x = normalized(nn.Dense(120, dtype=self.dtype, name='fc1')(x), 'fc1')

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.models import register
+from jaxcnn.models.conv import Conv
 
 # (features, kernel, stride, padding) of each block's first conv; None: num_classes.
 BLOCKS = ((96, 11, 4, 0), (256, 5, 1, 2), (384, 3, 1, 1), (None, 3, 1, 1))
@@ -35,10 +36,10 @@ class NiN(nn.Module):
         # Dropout before the class block, as d2l places it (the paper drops out between
         # mlpconv layers).
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-      x = nn.relu(nn.Conv(features, (kernel, kernel), strides=stride, padding=padding,
+      x = nn.relu(Conv(features, (kernel, kernel), strides=stride, padding=padding,
                           kernel_init=_KERNEL_INIT, dtype=self.dtype, name=f'block{block}_conv')(x))
       for i in (1, 2):
-        x = nn.relu(nn.Conv(features, (1, 1), kernel_init=_KERNEL_INIT, dtype=self.dtype,
+        x = nn.relu(Conv(features, (1, 1), kernel_init=_KERNEL_INIT, dtype=self.dtype,
                             name=f'block{block}_mlp{i}')(x))
       if block < len(BLOCKS):
         x = nn.max_pool(x, (3, 3), strides=(2, 2))

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.models import register
+from jaxcnn.models.conv import Conv
 
 # Convs: He et al. (2015, "Delving deep") normal init, fan_out as torchvision's ResNet
 # (kaiming_normal_(mode='fan_out')); 'normal' is untruncated, as torch's.
@@ -41,7 +42,7 @@ def _dense(features: int, fan_in: int, dtype, name: str) -> nn.Dense:
 
 def _conv(features: int, kernel: int, strides: int, dtype, name: str) -> nn.Conv:
   # Padding kernel // 2 as torchvision: each stride-2 layer maps n to ceil(n / 2).
-  return nn.Conv(features, (kernel, kernel), strides=strides, padding=kernel // 2, use_bias=False,
+  return Conv(features, (kernel, kernel), strides=strides, padding=kernel // 2, use_bias=False,
                  kernel_init=_CONV_INIT, dtype=dtype, name=name)
 
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcnn.models import register
+from jaxcnn.models.conv import Conv
 
 STAGE_WIDTHS = (64, 128, 256, 512, 512)
 # Convs per stage: Table 1's configurations A (11), B (13), D (16) and E (19 weight layers).
@@ -73,7 +74,7 @@ class VGG(nn.Module):
     for stage, (width, convs) in enumerate(zip(STAGE_WIDTHS, STAGE_DEPTHS[self.depth]), 1):
       for i in range(1, convs + 1):
         name = f'conv{stage}_{i}'
-        x = nn.Conv(width, (3, 3), padding=1, kernel_init=_CONV_INIT, dtype=self.dtype,
+        x = Conv(width, (3, 3), padding=1, kernel_init=_CONV_INIT, dtype=self.dtype,
                     name=name)(x)
         if self.batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
