@@ -6,8 +6,9 @@ forward pass (1.3 against 26 GFLOP/s for a 1x1 conv of ResNet-50), so it dominat
 training step. Here that gradient is taken from `conv_by_taps`, the same convolution as a sum
 over the kernel's taps, where each tap's gradient contracts a strided slice of the padded input
 with the output gradient: a plain matrix product. The forward pass and the input gradient stay
-XLA's; on every other platform so does the filter
-gradient (`lax.platform_dependent`), since cuDNN and TPUs have fast kernels of their own.
+XLA's; on every other platform so does the filter gradient (`lax.platform_dependent`), since
+cuDNN and TPUs have fast kernels of their own. The price is compile time (GoogLeNet's train
+step: 48 s instead of 35), for train steps 1.5-2.7x faster.
 
 `Conv` is `nn.Conv` with this convolution; parameters and their names are unchanged.
 """

@@ -69,7 +69,7 @@ class Transition(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = nn.relu(_norm(train, self.dtype, 'norm')(x))
     x = Conv(int(x.shape[-1] * COMPRESSION), (1, 1), use_bias=False,
-                kernel_init=self.conv_init, dtype=self.dtype, name='conv')(x)
+             kernel_init=self.conv_init, dtype=self.dtype, name='conv')(x)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
@@ -107,7 +107,7 @@ class DenseNet(nn.Module):
     x = x.astype(self.dtype)
     # Stem: 2k maps, 7x7/2 conv, BN, ReLU, 3x3/2 max pool (56x56 at 224).
     x = Conv(2 * self.growth_rate, (7, 7), strides=(2, 2), padding=3, use_bias=False,
-                kernel_init=IMAGENET_CONV_INIT, dtype=self.dtype, name='conv0')(x)
+             kernel_init=IMAGENET_CONV_INIT, dtype=self.dtype, name='conv0')(x)
     x = nn.relu(_norm(train, self.dtype, 'norm0')(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     x = _dense_blocks(x, IMAGENET_BLOCKS[self.depth], self.growth_rate, self.dropout_rate,
@@ -138,7 +138,7 @@ class CifarDenseNet(nn.Module):
     # BC nets start with 2k maps from a plain 3x3 conv (no BN right after it: the first dense
     # layer begins with one).
     x = Conv(2 * self.growth_rate, (3, 3), padding=1, use_bias=False,
-                kernel_init=CIFAR_CONV_INIT, dtype=self.dtype, name='conv0')(x)
+             kernel_init=CIFAR_CONV_INIT, dtype=self.dtype, name='conv0')(x)
     x = _dense_blocks(x, (layers,) * 3, self.growth_rate, self.dropout_rate, CIFAR_CONV_INIT,
                       self.dtype, train)
     x = nn.Dense(self.num_classes, kernel_init=DENSE_INIT, dtype=self.dtype, name='classifier')(x)

@@ -94,8 +94,8 @@ class BasicConv(nn.Module):
     batch_norm = self.variant == 'torchvision'
     kernel_init, bias_init = _initializers(self.variant)
     x = Conv(self.features, (self.kernel, self.kernel), self.strides,
-                padding=[(self.padding, self.padding)] * 2, use_bias=not batch_norm,
-                kernel_init=kernel_init, bias_init=bias_init, dtype=self.dtype)(x)
+             padding=[(self.padding, self.padding)] * 2, use_bias=not batch_norm,
+             kernel_init=kernel_init, bias_init=bias_init, dtype=self.dtype)(x)
     if batch_norm:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,
                        dtype=self.dtype)(x)

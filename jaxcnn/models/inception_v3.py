@@ -34,8 +34,8 @@ class ConvBN(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = Conv(self.features, self.kernel, self.strides,
-                padding=[(p, p) for p in self.padding], use_bias=False,
-                kernel_init=nn.initializers.normal(self.stddev), dtype=self.dtype)(x)
+             padding=[(p, p) for p in self.padding], use_bias=False,
+             kernel_init=nn.initializers.normal(self.stddev), dtype=self.dtype)(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,
                      dtype=self.dtype)(x)
     return nn.relu(x)

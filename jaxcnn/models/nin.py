@@ -37,10 +37,10 @@ class NiN(nn.Module):
         # mlpconv layers).
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
       x = nn.relu(Conv(features, (kernel, kernel), strides=stride, padding=padding,
-                          kernel_init=_KERNEL_INIT, dtype=self.dtype, name=f'block{block}_conv')(x))
+                       kernel_init=_KERNEL_INIT, dtype=self.dtype, name=f'block{block}_conv')(x))
       for i in (1, 2):
         x = nn.relu(Conv(features, (1, 1), kernel_init=_KERNEL_INIT, dtype=self.dtype,
-                            name=f'block{block}_mlp{i}')(x))
+                         name=f'block{block}_mlp{i}')(x))
       if block < len(BLOCKS):
         x = nn.max_pool(x, (3, 3), strides=(2, 2))
     # Inputs under 67x67 leave an empty map, which would average to NaN without any layer

@@ -43,7 +43,7 @@ def _dense(features: int, fan_in: int, dtype, name: str) -> nn.Dense:
 def _conv(features: int, kernel: int, strides: int, dtype, name: str) -> nn.Conv:
   # Padding kernel // 2 as torchvision: each stride-2 layer maps n to ceil(n / 2).
   return Conv(features, (kernel, kernel), strides=strides, padding=kernel // 2, use_bias=False,
-                 kernel_init=_CONV_INIT, dtype=dtype, name=name)
+              kernel_init=_CONV_INIT, dtype=dtype, name=name)
 
 
 def _batch_norm(train: bool, dtype, name: str) -> nn.BatchNorm:

@@ -75,7 +75,7 @@ class VGG(nn.Module):
       for i in range(1, convs + 1):
         name = f'conv{stage}_{i}'
         x = Conv(width, (3, 3), padding=1, kernel_init=_CONV_INIT, dtype=self.dtype,
-                    name=name)(x)
+                 name=name)(x)
         if self.batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                            dtype=self.dtype, name=f'{name}_bn')(x)
