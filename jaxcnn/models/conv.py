@@ -63,9 +63,9 @@ def _conv_backward(strides, padding, dilation, groups, precision, residuals, out
   geometry = dict(strides=strides, padding=padding, dilation=dilation, groups=groups,
                   precision=precision)
   input_grad = jax.vjp(lambda x: _lax_conv(x, kernel, **geometry), x)[1](out_grad)[0]
-  kernel_grad = lambda conv: lambda g: jax.vjp(lambda k: conv(x, k, **geometry), kernel)[1](g)[0]
-  kernel_grad = lax.platform_dependent(out_grad, cpu=kernel_grad(conv_by_taps),
-                                       default=kernel_grad(_lax_conv))
+  kernel_grad_of = lambda conv: lambda g: jax.vjp(lambda k: conv(x, k, **geometry), kernel)[1](g)[0]
+  kernel_grad = lax.platform_dependent(out_grad, cpu=kernel_grad_of(conv_by_taps),
+                                       default=kernel_grad_of(_lax_conv))
   return input_grad, kernel_grad
 
 
