@@ -7,9 +7,29 @@ of the same layers: the smallest input the layer stack accepts, the offline digi
 initialization (see below).
 """
 
-from jaxcnn.defaults import base_config, parse_preset
+from jaxcnn.config import base_config, parse_preset
 
 PRESETS = ('default', 'torchvision', 'digits', 'cifar10', 'imagenette')
+
+
+def imagenet_recipe(config) -> None:
+  """The paper's ImageNet training (sections 4.1 and 5), which VGG and NiN follow too.
+
+  Augmentation: shorter side to 256, random crops, mirror images, and PCA lighting along
+  ImageNet's RGB eigenvectors; evaluation takes the centre crop of the 256 image, or the
+  paper's 10 crops with --config.eval.crops=10. SGD with batch 128, momentum 0.9, weight
+  decay 5e-4 and lr 0.01, divided by 10 when validation error stops improving, three times.
+  """
+  config.data.resize_size = 256
+  config.data.augment = ('resize_shorter', 'random_crop', 'flip', 'pca_lighting')
+  config.train.batch_size = 128
+  config.optimizer.learning_rate = 0.01
+  config.optimizer.momentum = 0.9
+  config.optimizer.weight_decay = 5e-4
+  config.optimizer.schedule = 'plateau'
+  config.optimizer.decay_factor = 0.1
+  config.optimizer.plateau_patience = 3
+  config.optimizer.plateau_min_scale = 1e-3
 
 
 def get_config(arg=None):
@@ -28,22 +48,10 @@ def get_config(arg=None):
 
   config.data.name = 'imagenet2012'
   config.data.image_size = 227
-  # The paper's augmentation (section 4.1): shorter side to 256, random crops, mirror images,
-  # and PCA lighting along ImageNet's RGB eigenvectors. Evaluation takes the centre crop of
-  # the 256 image, or the paper's 10 crops with --config.eval.crops=10.
-  config.data.resize_size = 256
-  config.data.augment = ('resize_shorter', 'random_crop', 'flip', 'pca_lighting')
+  imagenet_recipe(config)
   config.data.std = (1 / 255,) * 3  # the paper only subtracts the mean, from 0..255 pixels
-  config.train.batch_size = 128
   config.train.num_epochs = 90
   config.train.log_every_steps = 100
-  config.optimizer.learning_rate = 0.01
-  config.optimizer.momentum = 0.9
-  config.optimizer.weight_decay = 5e-4
-  config.optimizer.schedule = 'plateau'
-  config.optimizer.decay_factor = 0.1
-  config.optimizer.plateau_patience = 3
-  config.optimizer.plateau_min_scale = 1e-3
   config.checkpoint.every_steps = 5000
 
   if preset == 'torchvision':  # the widely used single-tower layout, at 224x224

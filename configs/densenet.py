@@ -11,7 +11,7 @@ the paper trains without it (--config.data.augment="('resize',)") only with
   python -m jaxcnn.main --config configs/densenet.py:cifar_densenet_bc100
 """
 
-from jaxcnn.defaults import base_config, parse_preset
+from jaxcnn.config import base_config, parse_preset
 
 PRESETS = ('densenet121', 'densenet169', 'densenet201', 'cifar_densenet_bc100')
 

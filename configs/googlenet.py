@@ -21,7 +21,7 @@ full solver ran 250 epochs for it). It can be reproduced exactly with
 i.e. (8/E, 16/E, ...) for E epochs.
 """
 
-from jaxcnn.defaults import base_config, parse_preset
+from jaxcnn.config import base_config, parse_preset
 
 PRESETS = ('default', 'torchvision')
 

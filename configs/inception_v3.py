@@ -20,7 +20,7 @@ inception_v3 default; the paper gives none. Label smoothing applies to both head
 (and then accepts inputs down to 75x75 instead of 299x299).
 """
 
-from jaxcnn.defaults import base_config, parse_preset
+from jaxcnn.config import base_config, parse_preset
 
 PRESETS = ('default',)
 

@@ -4,7 +4,7 @@
   python -m jaxcnn.main --config configs/lenet.py:bn
 """
 
-from jaxcnn.defaults import base_config, parse_preset
+from jaxcnn.config import base_config, parse_preset
 
 PRESETS = ('default', 'mnist', 'fashion_mnist', 'bn')
 

@@ -9,7 +9,11 @@ here watches validation error, not training accuracy. The 11x11 stride-4 stem ne
 67x67 inputs, so CIFAR-sized images do not fit.
 """
 
-from jaxcnn.defaults import base_config, parse_preset
+import os
+
+from jaxcnn.config import base_config, load_module, parse_preset
+
+ALEXNET = load_module(os.path.join(os.path.dirname(__file__), 'alexnet.py'))
 
 PRESETS = ('default', 'imagenette')
 
@@ -22,17 +26,9 @@ def get_config(arg=None):
 
   config.data.name = 'imagenet2012'
   config.data.image_size = 224
-  config.data.resize_size = 256  # AlexNet's augmentation, which the paper follows
-  config.data.augment = ('resize_shorter', 'random_crop', 'flip', 'pca_lighting')
-  config.train.batch_size = 128
+  ALEXNET.imagenet_recipe(config)
   config.train.num_epochs = 90
   config.train.log_every_steps = 100
-  config.optimizer.learning_rate = 0.01
-  config.optimizer.momentum = 0.9
-  config.optimizer.weight_decay = 5e-4
-  config.optimizer.schedule = 'plateau'
-  config.optimizer.decay_factor = 0.1
-  config.optimizer.plateau_patience = 3
   config.optimizer.plateau_min_scale = 1e-2  # two reductions, as the paper
   config.checkpoint.every_steps = 5000
 

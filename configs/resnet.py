@@ -16,7 +16,7 @@ warms ResNet-110 up at lr 0.01 for about 400 iterations (until training error < 
 the multistep schedule does not do: if 110 does not start to learn, lower the lr.
 """
 
-from jaxcnn.defaults import base_config, parse_preset
+from jaxcnn.config import base_config, parse_preset
 
 _IMAGENET_DEPTHS = (50, 18, 34, 101, 152)
 _CIFAR_DEPTHS = (20, 32, 44, 56, 110)

@@ -8,7 +8,11 @@ accuracy stopped improving (three times in all), 74 epochs.
   python -m jaxcnn.main --config configs/vgg.py:vgg11_bn
 """
 
-from jaxcnn.defaults import base_config, parse_preset
+import os
+
+from jaxcnn.config import base_config, load_module, parse_preset
+
+ALEXNET = load_module(os.path.join(os.path.dirname(__file__), 'alexnet.py'))
 
 DEPTHS = (16, 11, 13, 19)
 PRESETS = tuple(f'vgg{d}' for d in DEPTHS) + tuple(f'vgg{d}_bn' for d in (11, 13, 16, 19))
@@ -20,25 +24,19 @@ def get_config(arg=None):
   config.model.name = 'vgg'
   config.model.depth = int(preset.removeprefix('vgg').removesuffix('_bn'))
   config.model.batch_norm = preset.endswith('_bn')
+  config.model.hidden_units = 4096
   config.model.dropout_rate = 0.5
 
   config.data.name = 'imagenet2012'
   config.data.image_size = 224
-  # The paper's fixed-scale training (S = 256): random 224 crops, mirror images and AlexNet's
-  # RGB colour shift; evaluation takes the centre crop of the image at 256.
-  config.data.resize_size = 256
-  config.data.augment = ('resize_shorter', 'random_crop', 'flip', 'pca_lighting')
+  # The paper's fixed-scale training (S = 256) is AlexNet's: random 224 crops, mirror images
+  # and RGB colour shift, SGD at lr 0.01 divided by 10 on plateaus (three times in all).
+  ALEXNET.imagenet_recipe(config)
   config.train.batch_size = 256
   config.train.num_epochs = 74
   config.train.log_every_steps = 100
-  config.optimizer.learning_rate = 0.01
-  config.optimizer.momentum = 0.9
-  config.optimizer.weight_decay = 5e-4
-  config.optimizer.schedule = 'plateau'
-  config.optimizer.decay_factor = 0.1
   # Three reductions in 74 epochs: a stall of 4 evaluations (epochs) triggers each one.
   config.optimizer.plateau_patience = 4
-  config.optimizer.plateau_min_scale = 1e-3
   config.checkpoint.every_steps = 5000
   return config
 

@@ -20,22 +20,14 @@ state and loss stay float32).
 
 import contextlib
 import json
-import os
 import sys
 import tempfile
 import time
 
-from absl import app, flags, logging
+from absl import flags
 
-from jaxcnn import main as cli  # its --config flag and parser
+from jaxcnn import cli
 from jaxcnn.data import throughput
-from jaxcnn.errors import UserError
-
-_BATCH = flags.DEFINE_integer('batch', 0, 'Global train batch size (default: the config\'s).')
-_STEPS = flags.DEFINE_integer('steps', 20, 'Steps to time (after one warm-up step).')
-_JSON = flags.DEFINE_bool('json', False, 'Print one JSON object instead of lines.')
-_LOOP = flags.DEFINE_bool('loop', True, 'Also time the end-to-end training loop (--noloop: not; '
-                          'it ends with a full evaluation).')
 
 MATMUL_SIZE = {'cpu': 2048}  # other platforms: 8192
 MATMUL_REPEATS = 5
@@ -75,6 +67,7 @@ def measure_steps(config, steps: int) -> dict:
   import jax
   from jaxcnn import parallel, train, validate
   validate.check_config(config)
+  parallel.initialize_distributed(config.distributed)
   run = train.setup(config)
   batch = parallel.shard_batch(next(iter(run.data.train_batches())), run.mesh)
   start = time.perf_counter()
@@ -166,27 +159,29 @@ def format_result(result: dict) -> str:
       f"{result['matmul_peak_flops_per_sec'] / 1e9:.1f} GFLOP/s)"])
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments {' '.join(argv[1:])}; options are --config, --batch, "
-             '--steps, --json, --noloop and --config.KEY=VALUE')
-  if _STEPS.value < 1 or _BATCH.value < 0:
-    cli.fail(f'--steps={_STEPS.value} and --batch={_BATCH.value} must be >= 1')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  config = flags.FLAGS.config
+def define_flags() -> None:
+  cli.define_config_flag()
+  flags.DEFINE_integer('batch', 0, "Global train batch size (default: the config's).")
+  flags.DEFINE_integer('steps', 20, 'Steps to time (after one warm-up step).')
+  flags.DEFINE_bool('json', False, 'Print one JSON object instead of lines.')
+  flags.DEFINE_bool('loop', True, 'Also time the end-to-end training loop (--noloop: not; it '
+                    'ends with a full evaluation).')
+
+
+def main(arguments: list[str]) -> None:
+  del arguments  # cli.run refuses any
+  options = flags.FLAGS
+  if options.steps < 1 or options.batch < 0:
+    cli.fail(f'--steps={options.steps} and --batch={options.batch} must be >= 1')
+  config = options.config
   with config.unlocked():
-    if _BATCH.value:
-      config.train.batch_size = _BATCH.value
-  try:
-    # The loop's own lines go to stderr, so that --json prints the object alone.
-    with contextlib.redirect_stdout(sys.stderr):
-      result = benchmark(config, _STEPS.value, _LOOP.value)
-  except UserError as e:
-    cli.fail(str(e))
-  print(json.dumps(result) if _JSON.value else format_result(result))
+    if options.batch:
+      config.train.batch_size = options.batch
+  # The loop's own lines go to stderr, so that --json prints the object alone.
+  with contextlib.redirect_stdout(sys.stderr):
+    result = benchmark(config, options.steps, options.loop)
+  print(json.dumps(result) if options.json else format_result(result))
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main, define_flags)

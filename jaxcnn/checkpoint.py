@@ -1,14 +1,15 @@
-"""A run's saved state: WORKDIR/config.json and checkpoints under WORKDIR/checkpoints (orbax).
+"""A run's saved states: orbax checkpoints under WORKDIR/checkpoints, one directory per step.
 
 The state holds the step, params, batch_stats, optimizer state, the dropout key and the
 latest eval error; the data position follows from the step (see jaxcnn/data/pipeline.py).
+`restore_variables` reads only a trained model's step, params and batch_stats, for use
+without a trainer.
 Saves are asynchronous; orbax writes each into a temporary directory and renames it when
 complete, so a killed run never leaves a half-written checkpoint that a restore would pick.
 A checkpoint damaged afterwards (a truncated file) is skipped with a warning, and a writable
 `Checkpoints` moves it to WORKDIR/unreadable_checkpoints/ so that nothing is deleted.
 """
 
-import json
 import os
 import shutil
 import sys
@@ -16,29 +17,18 @@ import sys
 import jax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
-from ml_collections import config_dict
 
 from jaxcnn.errors import UserError
 
-CONFIG_FILE = 'config.json'
+DIRECTORY = 'checkpoints'
 
 
-def write_run_config(workdir: str, config) -> None:
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, CONFIG_FILE), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
-
-
-def read_run_config(workdir: str) -> config_dict.ConfigDict:
-  """The config a run in `workdir` was started with (tuples come back as lists)."""
-  if not os.path.isdir(workdir):
-    raise UserError(f'workdir {workdir} does not exist; pass the --workdir of a training run')
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    raise UserError(f'{path} is missing: {workdir} holds no jaxcnn run; pass the --workdir '
-                    'of a training run')
-  with open(path) as f:
-    return config_dict.ConfigDict(json.load(f))
+def saved_steps(workdir: str) -> list[int]:
+  """The steps of the committed checkpoints in `workdir`, ascending. orbax writes a checkpoint
+  under a temporary name and renames it to its step when complete, so only those count."""
+  directory = os.path.join(workdir, DIRECTORY)
+  names = os.listdir(directory) if os.path.isdir(directory) else []
+  return sorted(int(name) for name in names if name.isdigit())
 
 
 def _warn(message: str) -> None:
@@ -51,7 +41,7 @@ class Checkpoints:
 
   def __init__(self, workdir: str, keep: int = 3, create: bool = True):
     self.workdir = os.path.abspath(workdir)
-    self.directory = os.path.join(self.workdir, 'checkpoints')
+    self.directory = os.path.join(self.workdir, DIRECTORY)
     self.writable = create
     if not create and not os.path.isdir(self.directory):
       raise UserError(f'{workdir} has no checkpoints/ directory: no checkpoint was saved there')
@@ -61,34 +51,41 @@ class Checkpoints:
         item_names=('state',))
 
   def latest_step(self) -> int | None:
-    return self.manager.latest_step()
+    return max(self.all_steps(), default=None)
 
   def all_steps(self) -> list[int]:
-    return sorted(self.manager.all_steps())
+    return saved_steps(self.workdir)
 
   def save(self, state) -> None:
     step = int(state.step)
-    if step not in self.manager.all_steps():
+    if step not in self.all_steps():
       self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
 
   def wait(self) -> None:
     """Blocks until every save so far is committed."""
     self.manager.wait_until_finished()
 
-  def _restore_step(self, like, step: int):
+  def _restore_step(self, like, step: int, partial: bool):
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    if partial:  # a dict of some of the saved state's fields: only those are read
+      args = ocp.args.PyTreeRestore(
+          abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+          partial_restore=True)
+    else:
+      args = ocp.args.StandardRestore(abstract)
     # A damaged file fails in several of orbax's coroutines at once; the first failure is
     # raised here, and the others' tracebacks would only bury the one-line warning.
     hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
     try:
-      restored = self.manager.restore(
-          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+      restored = self.manager.restore(step, args=ocp.args.Composite(state=args))
     finally:
       sys.unraisablehook = hook
     return restored.state
 
-  def restore(self, like, step: int | None = None):
-    """The state saved at `step`, laid out like the state `like`.
+  def restore(self, like, step: int | None = None, partial: bool = False):
+    """The state saved at `step`, laid out like the state `like` (arrays or ShapeDtypeStructs
+    with shardings). With `partial`, `like` is a dict of some of the state's fields, say
+    {'step', 'params', 'batch_stats'}, and only those are read.
 
     With step None: the latest readable checkpoint; unreadable later ones are skipped with
     a warning (and set aside when writable). Raises UserError when there is none to read.
@@ -101,13 +98,13 @@ class Checkpoints:
         raise UserError(f'no checkpoint at step {step} in {self.directory}; saved steps: '
                         f"{', '.join(map(str, steps))}")
       try:
-        return self._restore_step(like, step)
+        return self._restore_step(like, step, partial)
       except Exception as e:  # noqa: BLE001  (orbax and tensorstore raise many kinds)
         raise UserError(f'checkpoint at step {step} in {self.directory} is unreadable '
                         f'({_first_line(e)}); pick another step: {steps}') from None
     for candidate in reversed(steps):
       try:
-        return self._restore_step(like, candidate)
+        return self._restore_step(like, candidate, partial)
       except Exception as e:  # noqa: BLE001
         where = self._set_aside(candidate) if self.writable else 'left in place'
         _warn(f'checkpoint at step {candidate} is unreadable ({_first_line(e)}); skipped it '

@@ -6,7 +6,9 @@ split itself over `model` (AlexNet's towers) says how with a `partition_specs(pa
 and runs under `jax.shard_map`; its parameters and their optimizer state live split too.
 """
 
+import dataclasses
 import os
+from typing import Any
 
 import jax
 import numpy as np
@@ -44,7 +46,27 @@ def make_mesh(data: int, model: int) -> Mesh:
   return Mesh(np.asarray(devices[:data * model]).reshape(data, model), ('data', 'model'))
 
 
-def model_apply(model, mesh: Mesh):
+def _check_fits(config, model, mesh: Mesh) -> None:
+  """The batches divide over the data devices and processes, and the model over the model axis."""
+  data_devices, processes = mesh.shape['data'], jax.process_count()
+  for key in ('train.batch_size', 'eval.batch_size'):
+    section, name = key.split('.')
+    size = config[section][name]
+    if size % data_devices or size % processes:
+      raise UserError(f'{key}={size} does not divide over {data_devices} data-parallel devices '
+                      f'and {processes} processes; use a multiple of {data_devices * processes}')
+  split = mesh.shape['model']
+  if split > 1 and not hasattr(model, 'partition_specs'):
+    raise UserError(f"mesh.model={split}: model '{config.model.name}' has no model-parallel "
+                    'layout (only alexnet splits its towers over devices); set '
+                    '--config.mesh.model=1')
+  towers = getattr(model, 'towers', 1)
+  if towers % split:
+    raise UserError(f'mesh.model={split} must divide model.towers={towers}: each device holds '
+                    'whole towers')
+
+
+def _model_apply(model, mesh: Mesh):
   """`model.apply`; on a mesh whose model axis is > 1, the same under `jax.shard_map`, each
   device running its part of the model with its slice of the parameters."""
   if mesh.shape['model'] == 1:
@@ -65,7 +87,7 @@ def model_apply(model, mesh: Mesh):
   return apply
 
 
-def state_shardings(state, model, mesh: Mesh):
+def _state_shardings(state, model, mesh: Mesh):
   """Shardings of a TrainState: parameters, and the optimizer state that mirrors them, split
   as the model asks on the model axis (else replicated); everything else replicated."""
   replicated = NamedSharding(mesh, P())
@@ -80,6 +102,26 @@ def state_shardings(state, model, mesh: Mesh):
       transform_non_params=lambda _: replicated)
   return jax.tree.map(lambda _: replicated, state).replace(
       params=param_shardings, opt_state=opt_shardings)
+
+
+@dataclasses.dataclass
+class Placement:
+  mesh: Mesh
+  state: Any  # the train state on the mesh, running the model as the mesh splits it
+  shardings: Any  # of `state`
+  batch_sharding: NamedSharding  # batches split over the data axis
+
+
+def place(config, model, state) -> Placement:
+  """The config's mesh, and a fresh train state of `model` placed on it: checks that the
+  batches and the model fit the mesh, and runs the model under shard_map where the mesh
+  splits it."""
+  mesh = make_mesh(config.mesh.data, config.mesh.model)
+  _check_fits(config, model, mesh)
+  state = state.replace(apply_fn=_model_apply(model, mesh))
+  shardings = _state_shardings(state, model, mesh)
+  return Placement(mesh, jax.device_put(state, shardings), shardings,
+                   NamedSharding(mesh, P('data')))
 
 
 def replicate(tree, mesh: Mesh):

@@ -9,11 +9,12 @@ is not a readable image is reported on stderr, the others are still predicted, a
 status is 1; a bad workdir or checkpoint is one `error:` line and exit status 2.
 """
 
-import argparse
-import os
 import re
 import sys
 
+from absl import flags
+
+from jaxcnn import cli
 from jaxcnn.errors import UserError
 
 TOP_K = 5
@@ -21,7 +22,8 @@ TOP_K = 5
 
 def read_image(path: str, channels: int):
   """The uint8 H x W x `channels` pixels of an image file."""
-  import tensorflow as tf
+  from jaxcnn.data.tensorflow import keep_off_accelerators, tf
+  keep_off_accelerators()
   if not tf.io.gfile.exists(path):
     raise UserError(f'{path}: no such file')
   try:
@@ -37,27 +39,19 @@ def format_prediction(path: str, probabilities, class_name) -> str:
   return '\n'.join([path, *(f'  {100 * probabilities[i]:6.2f}%  {class_name(i)}' for i in top)])
 
 
-def main(argv: list[str]) -> int:
-  parser = argparse.ArgumentParser(prog='python -m jaxcnn.predict',
-                                   description=__doc__.splitlines()[0])
-  parser.add_argument('--workdir', required=True, help="a training run's work directory")
-  parser.add_argument('--step', type=int, default=None,
-                      help='the checkpoint step (default: the latest readable one)')
-  parser.add_argument('images', nargs='+', metavar='IMAGE_FILE')
-  args = parser.parse_args(argv)
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  from absl import logging
-  # orbax logs a warning for every read-only checkpoint directory it opens.
-  logging.set_verbosity(logging.ERROR)
-  from jaxcnn.restored import input_shape, restore
-  try:
-    restored = restore(args.workdir, args.step)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+def define_flags() -> None:
+  flags.DEFINE_string('workdir', None, "A training run's work directory.")
+  flags.DEFINE_integer('step', None, 'The checkpoint step (default: the latest readable one).')
+  flags.mark_flags_as_required(['workdir'])
 
+
+def predict(workdir: str, step: int | None, image_paths: list[str]) -> int:
+  """Prints the top-5 classes of each image; returns the exit status (1: a file was skipped).
+  Raises UserError for a workdir or checkpoint that cannot be restored."""
+  from jaxcnn.restored import input_shape, restore
+  restored = restore(workdir, step)
   images, paths, status = [], [], 0
-  for path in args.images:
+  for path in image_paths:
     try:
       images.append(read_image(path, input_shape(restored.config)[-1]))
       paths.append(path)
@@ -66,12 +60,19 @@ def main(argv: list[str]) -> int:
       status = 1
   names = ("the dataset's label names" if restored.label_names else
            f"class indices (dataset '{restored.config.data.name}' has no label names here)")
-  print(f"{restored.config.model.name} at step {restored.step} of {args.workdir}; classes: {names}")
+  print(f"{restored.config.model.name} at step {restored.step} of {workdir}; classes: {names}")
   if images:
     for path, probabilities in zip(paths, restored.predict(images)):
       print(format_prediction(path, probabilities, restored.class_name))
   return status
 
 
+def main(arguments: list[str]) -> int:
+  if not arguments:
+    cli.fail('name the image files to classify: python -m jaxcnn.predict --workdir DIR '
+             'IMAGE_FILE...')
+  return predict(flags.FLAGS.workdir, flags.FLAGS.step, arguments)
+
+
 if __name__ == '__main__':
-  sys.exit(main(sys.argv[1:]))
+  cli.run(main, define_flags, positional_arguments=True)

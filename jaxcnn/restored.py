@@ -3,27 +3,29 @@
     restored = jaxcnn.restore('runs/lenet-default')
     probabilities = restored.predict(images)  # uint8 H x W x C images -> [N, classes]
 
-Restoring needs only the run's config.json and one checkpoint. It runs on one device (the
-first of this process, a laptop's CPU included) whatever mesh and number of processes wrote
-the checkpoint: checkpoints keep the single-device parameter layout. The file is not named
-restore.py, which would make the submodule shadow the `jaxcnn.restore` function.
+Restoring needs only the run's config.json, its model and the model's variables in one
+checkpoint (the optimizer state is not read, and no trainer is imported). It runs on one
+device (the first of this process, a laptop's CPU included) whatever mesh and number of
+processes wrote the checkpoint: checkpoints keep the single-device parameter layout. The
+file is not named restore.py, which would make the submodule shadow the `jaxcnn.restore`
+function.
 """
 
 import dataclasses
 import functools
 from typing import Any
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import traverse_util
 from ml_collections import config_dict
 
-from jaxcnn import optim, parallel, train, validate
-from jaxcnn.checkpoint import Checkpoints, read_run_config
+from jaxcnn import models, rundir
+from jaxcnn.checkpoint import Checkpoints
 from jaxcnn.data.datasets import dataset_spec, not_prepared_error
 from jaxcnn.errors import UserError
-from jaxcnn.summary import summarize
 
 
 def input_shape(config) -> tuple[int, int, int]:
@@ -48,7 +50,8 @@ class Restored:
     """Class probabilities [N, classes] of N uint8 images (H x W x C each, C the run's
     channels, any H and W), preprocessed by the function the run's evaluation uses (with
     eval.crops=10: its centre view, whose accuracy the run logs as center_top1)."""
-    import tensorflow as tf  # only here: restoring and the model do not need TensorFlow
+    from jaxcnn.data.tensorflow import keep_off_accelerators, tf  # restoring needs none
+    keep_off_accelerators()
     from jaxcnn.data.preprocess import eval_image
     size = min(len(images), self.config.eval.batch_size)
     channels = input_shape(self.config)[-1]
@@ -82,7 +85,7 @@ class Restored:
     if name == 'synthetic':
       raise UserError("data.name 'synthetic' has no stored eval images; use a run trained on "
                       'a TFDS dataset')
-    import tensorflow_datasets as tfds
+    from jaxcnn.data.tensorflow import tfds
     from jaxcnn.data.pipeline import prepared_builder
     builder = prepared_builder(name, self.config.data.data_dir, self.config.data.download)
     examples = builder.as_dataset(split=dataset_spec(name).eval_split)
@@ -92,24 +95,20 @@ class Restored:
     return [e['image'] for e in examples], np.array([e['label'] for e in examples])
 
   def first_layer_filters(self) -> np.ndarray:
-    """The kernel [height, width, in channels, filters] of the layer that reads the image."""
-    first = summarize(self.model, (1, *input_shape(self.config)))['layers'][0]['path']
-    params = traverse_util.flatten_dict(self.variables['params'], sep='/')
-    return np.asarray(params[f'{first}/kernel'])
+    """The kernel [height, width, in channels, filters] of the layer that reads the image:
+    the first one with a 4-D kernel that the model calls."""
+    called = []
 
+    def record(call, args, kwargs, context):
+      called.append(context.module.path)
+      return call(*args, **kwargs)
 
-def _abstract_state(config, model) -> train.TrainState:
-  """Shapes, dtypes and one-device shardings of the run's TrainState: what a checkpoint is
-  restored into, made without computing an initialization."""
-  # The optimizer state's structure, all that restoring needs of it, is the same for any
-  # schedule and evaluation period.
-  tx = optim.create_optimizer(config.optimizer,
-                              optax.constant_schedule(config.optimizer.learning_rate),
-                              steps_per_eval=1)
-  shapes = jax.eval_shape(
-      lambda: train.create_train_state(config, model, tx, (1, *input_shape(config))))
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)
+    with nn.intercept_methods(record):
+      jax.eval_shape(functools.partial(self.model.apply, train=False), self.variables,
+                     jax.ShapeDtypeStruct((1, *input_shape(self.config)), jnp.float32))
+    kernels = traverse_util.flatten_dict(self.variables['params'])
+    first = next(path for path in called if getattr(kernels.get((*path, 'kernel')), 'ndim', 0) == 4)
+    return np.asarray(kernels[(*first, 'kernel')])
 
 
 def restore(workdir: str, step: int | None = None) -> Restored:
@@ -118,14 +117,20 @@ def restore(workdir: str, step: int | None = None) -> Restored:
   Raises UserError (one line) for a missing workdir, a workdir with no config.json or no
   checkpoint, a missing step, or checkpoints that cannot be read.
   """
-  config = read_run_config(workdir)
-  num_classes = dataset_spec(config.data.name).num_classes
-  model = validate.build_model(config, num_classes, parallel.make_mesh(1, 1))
-  like = _abstract_state(config, model)
+  config = rundir.read_run_config(workdir)
+  spec = dataset_spec(config.data.name)
+  model = models.build_model(config, spec.num_classes, spec.channels)
+  image = jax.ShapeDtypeStruct((1, *input_shape(config)), jnp.float32)
+  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), image)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+                      {'step': jax.ShapeDtypeStruct((), jnp.int32),
+                       'params': variables['params'],
+                       'batch_stats': variables.get('batch_stats', {})})
   checkpoints = Checkpoints(workdir, create=False)
   try:
-    state = checkpoints.restore(like, step)
+    saved = checkpoints.restore(like, step, partial=True)
   finally:
     checkpoints.close()
-  return Restored(config, model, {'params': state.params, 'batch_stats': state.batch_stats},
-                  int(state.step))
+  return Restored(config, model, {'params': saved['params'], 'batch_stats': saved['batch_stats']},
+                  int(saved['step']))

@@ -15,16 +15,17 @@ jaxpr and read op by op, so they cannot drift from the code:
 
 import dataclasses
 import glob
-import importlib.util
 import json
 import math
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
+from absl import flags
 from jax.extend import core as jax_core
 
+from jaxcnn import cli
+from jaxcnn import config as config_lib
 from jaxcnn.data.datasets import dataset_spec
 from jaxcnn.models import create_model
 
@@ -173,6 +174,8 @@ def summarize(model, input_shape) -> dict:
   return {
       'model': type(model).__name__,
       'input_shape': list(input_shape),
+      # What a registered model declares; None for any other module.
+      'min_input_size': model.min_input_size() if hasattr(model, 'min_input_size') else None,
       'params': sum(param_counts.values()),
       'batch_stats': sum(leaf.size for leaf in jax.tree.leaves(variables.get('batch_stats', {}))),
       'macs': sum(r.macs for r in rows),
@@ -202,7 +205,9 @@ def format_table(summary: dict) -> str:
   totals = (f"{summary['model']} at {shape}: {summary['params']:,} trainable parameters"
             f"{f' (and {stats:,} batch-norm statistics)' if stats else ''}, "
             f"{summary['macs'] / 1e9:.3f} GMACs, final receptive field "
-            f"{summary['receptive_field']} px with effective stride {summary['stride']}")
+            f"{summary['receptive_field']} px with effective stride {summary['stride']}"
+            + (f"; smallest input {smallest}x{smallest}" if (smallest := summary['min_input_size'])
+               else ''))
   return '\n'.join([line(header), *map(line, rows), '', totals])
 
 
@@ -222,13 +227,6 @@ REFERENCE_ACCURACY = {
 }
 
 
-def load_config_module(path: str):
-  spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def _gmacs(macs: int) -> str:
   gmacs = macs / 1e9
   return f'{gmacs:.3f}' if gmacs >= 0.01 else f'{gmacs:.2g}'
@@ -236,39 +234,39 @@ def _gmacs(macs: int) -> str:
 
 def model_table(config_dir: str) -> str:
   """The README's model table: every preset of every config file in `config_dir`."""
-  lines = ['| config | model | dataset | input | params | GMACs | torchvision top-1 / top-5 |',
-           '|---|---|---|---|---:|---:|---|']
+  lines = ['| config | model | dataset | input | smallest input | params | GMACs | '
+           'torchvision top-1 / top-5 |', '|---|---|---|---|---:|---:|---:|---|']
   for path in sorted(glob.glob(os.path.join(config_dir, '*.py'))):
-    module = load_config_module(path)
+    module = config_lib.load_module(path)
     for preset in module.PRESETS:
       config = module.get_config(preset)
       summary = summarize_config(config)
       key = f'{os.path.basename(path)}:{preset}'
       size = config.data.image_size
+      smallest = summary['min_input_size']
       lines.append(f"| `{key}` | {config.model.name} | {config.data.name} | {size}x{size} | "
-                   f"{summary['params']:,} | {_gmacs(summary['macs'])} | "
+                   f"{smallest}x{smallest} | {summary['params']:,} | {_gmacs(summary['macs'])} | "
                    f"{REFERENCE_ACCURACY.get(key, '-')} |")
   return '\n'.join(lines)
 
 
-def main(argv) -> None:
-  from absl import flags, logging
-  logging.set_verbosity(logging.WARNING)
-  if flags.FLAGS.table:
+def define_flags() -> None:
+  cli.define_config_flag(required=False)
+  flags.DEFINE_bool('json', False, 'Print one JSON object instead of the table.')
+  flags.DEFINE_bool('table', False, "Print the README's model table for every config preset.")
+
+
+def main(arguments: list[str]) -> None:
+  del arguments  # cli.run refuses any
+  options = flags.FLAGS
+  if options.table:
     print(model_table(os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs')))
     return
-  if flags.FLAGS['config'].value is None:
-    print('error: pass --config configs/FAMILY.py[:PRESET] (or --table)', file=sys.stderr)
-    sys.exit(2)
-  summary = summarize_config(flags.FLAGS.config)
-  print(json.dumps(summary) if flags.FLAGS.json else format_table(summary))
+  if options.config is None:
+    cli.fail('pass --config configs/FAMILY.py[:PRESET] (or --table)')
+  summary = summarize_config(options.config)
+  print(json.dumps(summary) if options.json else format_table(summary))
 
 
 if __name__ == '__main__':
-  from absl import app, flags
-  from ml_collections import config_flags
-
-  config_flags.DEFINE_config_file('config', None, 'Config file and preset: configs/NAME.py[:PRESET].')
-  flags.DEFINE_bool('json', False, 'Print one JSON object instead of the table.')
-  flags.DEFINE_bool('table', False, "Print the README's model table for every config preset.")
-  app.run(main)
+  cli.run(main, define_flags)

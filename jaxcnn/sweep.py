@@ -26,18 +26,14 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
-from jaxcnn import main as train_cli
+from jaxcnn import cli
+from jaxcnn import config as config_lib
+from jaxcnn.checkpoint import saved_steps
 from jaxcnn.errors import UserError
 from jaxcnn.reporting import read_metrics
-
-_SWEEP = flags.DEFINE_string('sweep', None, "Name of a sweep in the config file's SWEEPS dict.")
-_PARALLEL = flags.DEFINE_integer('parallel', 1, 'How many variants train at once.')
-_RESULTS_DIR = flags.DEFINE_string('results_dir', None, 'Where results and plots go (default: --workdir).')
-_TARGET = flags.DEFINE_float('target_train_error', None,
-                             'Adds a column: the first step whose logged train error is at most this.')
-flags.mark_flags_as_required(['sweep'])
+from jaxcnn.rundir import CONFIG_FILE, read_run_config
 
 MARKER = 'sweep.json'
 # The metrics plotted, one PNG each: (file name, title, split, key). Top-1 is drawn as error;
@@ -73,42 +69,21 @@ def format_overrides(overrides: dict) -> str:
   return ' '.join(f'{key}={value}' for key, value in overrides.items())
 
 
-def has_key(config, key: str) -> bool:
-  *sections, field = key.split('.')
-  for section in sections:
-    config = config.get(section)
-    if not hasattr(config, 'get'):
-      return False
-  return field in config
-
-
 def check_variants(config, variants: list[dict], fixed_keys: set[str]) -> None:
   """Every override names an existing key with a value of its type, and names are distinct."""
   for overrides in variants:
     swept_and_fixed = sorted(set(overrides) & fixed_keys)
     if swept_and_fixed:
       raise UserError(f'--config.{swept_and_fixed[0]} is set by the sweep itself; drop that option')
-    problem = next((f'the config has no key {key}' for key in overrides if not has_key(config, key)),
-                   None)
-    if not problem:
-      try:
-        config.copy_and_resolve_references().update_from_flattened_dict(overrides)
-      except (TypeError, ValueError) as e:  # a value of the wrong type
-        problem = e.args[0]
-    if problem:
-      raise UserError(f"sweep variant {format_overrides(overrides)}: {problem}; fix the config "
-                      "file's SWEEPS entry")
+    try:
+      config_lib.override(config.copy_and_resolve_references(), overrides)
+    except (KeyError, TypeError, ValueError) as e:  # no such key, or a value of the wrong type
+      raise UserError(f"sweep variant {format_overrides(overrides)}: {e.args[0]}; fix the config "
+                      "file's SWEEPS entry") from None
   names = [variant_name(v) for v in variants]
   repeated = sorted({n for n in names if names.count(n) > 1})
   if repeated:
     raise UserError(f"two sweep variants share the name '{repeated[0]}'; make their overrides differ")
-
-
-def latest_checkpoint_step(workdir: str) -> int | None:
-  """The newest committed orbax checkpoint (a directory named by its step), without JAX."""
-  directory = os.path.join(workdir, 'checkpoints')
-  steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
-  return max(steps, default=None)
 
 
 def read_marker(workdir: str) -> dict:
@@ -120,14 +95,12 @@ def read_marker(workdir: str) -> dict:
 
 
 def total_steps(workdir: str, train_records: list[dict]) -> int | None:
-  """The step a run ends at, from its config.json and the epoch its train records give."""
-  path = os.path.join(workdir, 'config.json')
-  if not train_records or not os.path.exists(path):
+  """The step a run ends at: its config.json's length of training, with the steps per epoch
+  that its train records give (step / epoch), as the run itself counted them."""
+  if not train_records or not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
     return None
-  with open(path) as f:
-    train = json.load(f)['train']
   first = train_records[0]
-  return train['num_steps'] or train['num_epochs'] * round(first['step'] / first['epoch'])
+  return config_lib.total_steps(read_run_config(workdir), round(first['step'] / first['epoch']))
 
 
 def run_finished(workdir: str) -> bool:
@@ -136,7 +109,7 @@ def run_finished(workdir: str) -> bool:
   evals = [r for r in records if r['split'] == 'eval']
   last = total_steps(workdir, [r for r in records if r['split'] == 'train'])
   return bool(evals) and last is not None and evals[-1]['step'] == last == (
-      latest_checkpoint_step(workdir))
+      max(saved_steps(workdir), default=None))
 
 
 def is_finished(workdir: str, command: list[str]) -> bool:
@@ -250,9 +223,8 @@ def write_plots(curves: dict[str, list[dict]], directory: str, title: str) -> No
 
 
 def load_sweep(config_argument: str, sweep_name: str) -> list[dict]:
-  from jaxcnn.summary import load_config_module
   path = config_argument.partition(':')[0]
-  sweeps = getattr(load_config_module(path), 'SWEEPS', {})
+  sweeps = getattr(config_lib.load_module(path), 'SWEEPS', {})
   if sweep_name not in sweeps:
     raise UserError(f"{path} has no sweep '{sweep_name}'; its SWEEPS are: "
                     f"{', '.join(sweeps) or 'none'}")
@@ -296,23 +268,32 @@ def run_sweep(config, config_argument: str, sweep_name: str, workdir: str, fixed
   return rows
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    train_cli.fail(f"unexpected arguments {' '.join(argv[1:])}")
-  config_argument = flags.FLAGS['config'].serialize().split('=', 1)[1]
-  workdir = flags.FLAGS.workdir or f'{train_cli.default_workdir(config_argument)}-{_SWEEP.value}'
+def define_flags() -> None:
+  cli.define_config_flag()
+  flags.DEFINE_string('sweep', None, "Name of a sweep in the config file's SWEEPS dict.")
+  flags.DEFINE_string('workdir', None, 'Where the variants train (default: '
+                      'runs/<NAME>-<PRESET>-<SWEEP>).')
+  flags.DEFINE_integer('parallel', 1, 'How many variants train at once.')
+  flags.DEFINE_string('results_dir', None, 'Where results and plots go (default: --workdir).')
+  flags.DEFINE_float('target_train_error', None,
+                     'Adds a column: the first step whose logged train error is at most this.')
+  flags.mark_flags_as_required(['sweep'])
+
+
+def main(arguments: list[str]) -> int:
+  del arguments  # cli.run refuses any
+  options = flags.FLAGS
+  config_argument = cli.config_argument()
+  workdir = options.workdir or f'{cli.default_workdir(config_argument)}-{options.sweep}'
+  results_dir = options.results_dir or workdir
   fixed = [a for a in sys.argv[1:] if a.startswith('--config.')]
-  try:
-    rows = run_sweep(flags.FLAGS.config, config_argument, _SWEEP.value, workdir, fixed,
-                     _PARALLEL.value, _RESULTS_DIR.value or workdir, _TARGET.value)
-  except UserError as e:
-    train_cli.fail(str(e))
+  rows = run_sweep(options.config, config_argument, options.sweep, workdir, fixed,
+                   options.parallel, results_dir, options.target_train_error)
   failed = [row['variant'] for row in rows if row['status'] != 'ok']
   print(f"{len(rows) - len(failed)} of {len(rows)} variants ok; results in "
-        f"{os.path.join(_RESULTS_DIR.value or workdir, 'results.md')}")
-  if failed:
-    sys.exit(1)
+        f"{os.path.join(results_dir, 'results.md')}")
+  return 1 if failed else 0
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=train_cli.parse_flags)
+  cli.run(main, define_flags)

@@ -7,6 +7,8 @@ config.data.data_dir could not touch ~/tensorflow_datasets.
 """
 
 import atexit
+import fcntl
+import json
 import math
 import os
 import shutil
@@ -39,8 +41,8 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
 
 def load_config_module(name: str):
   """configs/NAME.py imported from its path, as ml_collections' --config flag does."""
-  from jaxcnn.summary import load_config_module as load_file
-  return load_file(str(CONFIGS / f'{name}.py'))
+  from jaxcnn.config import load_module
+  return load_module(str(CONFIGS / f'{name}.py'))
 
 
 def load_config(name: str, preset: str | None = None):
@@ -61,6 +63,62 @@ def preset_model(name: str, preset: str, num_classes: int | None = None):
   return create_model(config.model, num_classes or DATASETS[config.data.name].num_classes), config
 
 
+def traced_input_problem(model, size: int, channels: int) -> str | None:
+  """None if `model` traces in training (auxiliary heads included) on size x size inputs with
+  no empty activation or parameter, else what goes wrong: the check, independent of the
+  model's own arithmetic, that its declared `min_input_size()` is right."""
+  import jax
+  import jax.numpy as jnp
+
+  from jaxcnn.summary import called_jaxprs
+
+  def shapes(jaxpr):
+    for eqn in jaxpr.eqns:
+      yield from (v.aval.shape for v in eqn.outvars)
+      for sub in called_jaxprs(eqn):
+        yield from shapes(sub)
+
+  x = jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32)
+  try:
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
+    jaxpr = jax.make_jaxpr(lambda v, x: model.apply(
+        v, x, train=True, rngs={'dropout': jax.random.key(0)}, mutable=['batch_stats']))(
+            variables, x).jaxpr
+  except Exception as e:  # noqa: BLE001  (a layer's shape error, of whatever kind)
+    return str(e).splitlines()[0]
+  all_shapes = [leaf.shape for leaf in jax.tree.leaves(variables)] + list(shapes(jaxpr))
+  return 'an activation is empty' if any(0 in shape for shape in all_shapes) else None
+
+
+def assert_smallest_input(model, smallest: int, channels: int = 3) -> None:
+  """`model` declares `smallest` as its smallest input, and its traced layers agree: at that
+  size nothing is empty, and one pixel less empties a map (or fails)."""
+  assert model.min_input_size() == smallest
+  assert traced_input_problem(model, smallest, channels) is None
+  assert smallest == 1 or traced_input_problem(model, smallest - 1, channels) is not None
+
+
+@pytest.fixture(scope='session')
+def once_per_session(tmp_path_factory, worker_id):
+  """`once_per_session(name, make)`: make(directory)'s JSON result, computed by the first
+  xdist worker that asks and read back by the others, so that a costly subprocess (the
+  8-device runs) runs once per test session, not once per worker."""
+  base = tmp_path_factory.getbasetemp()
+  shared = base if worker_id == 'master' else base.parent  # parent: this session's, all workers'
+
+  def get(name: str, make):
+    result = shared / f'{name}.json'
+    with open(shared / f'{name}.lock', 'w') as lock:
+      fcntl.flock(lock, fcntl.LOCK_EX)  # a second worker waits here for the first
+      if not result.exists():
+        directory = shared / name
+        directory.mkdir()
+        result.write_text(json.dumps(make(directory)))
+    return json.loads(result.read_text())
+
+  return get
+
+
 @pytest.fixture(scope='session')
 def digits_dir(tmp_path_factory) -> str:
   """A TFDS data_dir with `digits` prepared (offline, about a second), shared by the session."""
@@ -79,12 +137,10 @@ def digits_config(digits_dir):
   """
 
   def make(name: str = 'lenet', preset: str | None = None, **overrides):
+    from jaxcnn.config import override
     config = load_config(name, preset)
     config.data.data_dir = digits_dir
-    for key, value in overrides.items():
-      section, field = key.split('.')
-      config[section][field] = value
-    return config
+    return override(config, overrides)
 
   return make
 

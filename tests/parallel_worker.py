@@ -14,7 +14,6 @@ import sys
 if __name__ == '__main__':  # not when test_parallel imports small_config: it keeps 1 device
   os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
 
-import functools  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 
@@ -22,16 +21,17 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
+import jaxcnn  # noqa: E402
 from jaxcnn import parallel, train  # noqa: E402
 from jaxcnn.checkpoint import Checkpoints  # noqa: E402
 from jaxcnn.reporting import read_metrics  # noqa: E402
-from jaxcnn.summary import load_config_module  # noqa: E402
+from jaxcnn.config import load_module  # noqa: E402
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
 
 
 def small_config(file, preset, data_dir, data, model):
-  config = load_config_module(os.path.join(CONFIGS, file)).get_config(preset)
+  config = load_module(os.path.join(CONFIGS, file)).get_config(preset)
   config.data.name, config.data.data_dir = 'digits', data_dir
   config.train.batch_size, config.eval.batch_size = 16, 40
   config.train.num_steps, config.train.log_every_steps = 3, 1
@@ -40,22 +40,15 @@ def small_config(file, preset, data_dir, data, model):
   return config
 
 
-def run(config, workdir, eval_probabilities=False):
+def run(config, workdir):
+  """Trains; returns the train losses, the final eval record and the final parameters' .npz."""
   train.train_and_evaluate(config, workdir)
-  setup = train.setup(config)
-  checkpoints = Checkpoints(workdir, 3)
-  state = checkpoints.restore(setup.state)
-  checkpoints.close()
   params_path = os.path.join(workdir, 'params.npz')
-  flat = jax.tree_util.tree_flatten_with_path(jax.device_get(state.params))[0]
-  np.savez(params_path, **{jax.tree_util.keystr(k): v for k, v in flat})
+  flat = jax.tree_util.tree_flatten_with_path(jaxcnn.restore(workdir).variables['params'])[0]
+  np.savez(params_path, **{jax.tree_util.keystr(k): np.asarray(v) for k, v in flat})
   records = read_metrics(workdir)
-  result = {'losses': [r['loss'] for r in records if r['split'] == 'train'],
-            'eval': [r for r in records if r['split'] == 'eval'][-1], 'params': params_path}
-  if eval_probabilities:
-    result['eval_probabilities'] = os.path.join(workdir, 'eval_probabilities.npy')
-    np.save(result['eval_probabilities'], evaluation_probabilities(setup, state))
-  return result
+  return {'losses': [r['loss'] for r in records if r['split'] == 'train'],
+          'eval': [r for r in records if r['split'] == 'eval'][-1], 'params': params_path}
 
 
 def evaluation_probabilities(setup, state):
@@ -70,14 +63,10 @@ def evaluation_probabilities(setup, state):
   return np.concatenate(rows)
 
 
-def tower_all_gathers(config):
+def tower_all_gathers(setup):
   """Shapes that the compiled two-tower train step all-gathers across the model axis."""
-  setup = train.setup(config)
-  step = jax.jit(functools.partial(train.train_step, label_smoothing=0.0),
-                 in_shardings=(setup.shardings, NamedSharding(setup.mesh, P('data'))),
-                 out_shardings=(setup.shardings, None))
   batch = next(setup.data.train_batches())
-  hlo = step.lower(setup.state, parallel.shard_batch(batch, setup.mesh)).compile().as_text()
+  hlo = setup.train_step.lower(setup.state, parallel.shard_batch(batch, setup.mesh)).compile().as_text()
   pairs = '{0,1},{2,3},{4,5},{6,7}'  # the model axis: devices 2i and 2i+1
   return [[int(d) for d in re.match(r'.*= f32\[([\d,]+)\]', line).group(1).split(',')]
           for line in hlo.splitlines() if ' all-gather(' in line and pairs in line]
@@ -87,16 +76,23 @@ def main(data_dir, out_dir):
   results = {}
   for data, model in ((1, 1), (8, 1), (4, 2)):
     config = small_config('alexnet.py', 'digits', data_dir, data, model)
-    results[f'alexnet_{data}x{model}'] = run(config, os.path.join(out_dir, f'alexnet_{data}x{model}'),
-                                             eval_probabilities=(data, model) == (4, 2))
-  results['tower_all_gathers'] = tower_all_gathers(small_config('alexnet.py', 'digits', data_dir, 4, 2))
+    results[f'alexnet_{data}x{model}'] = run(config, os.path.join(out_dir, f'alexnet_{data}x{model}'))
+  # The two-tower run's state on its own mesh: what its evaluation saw, and its compiled step.
+  towers = results['alexnet_4x2']
+  setup = train.setup(config)
+  checkpoints = Checkpoints(os.path.dirname(towers['params']), create=False)
+  state = checkpoints.restore(setup.state)
+  checkpoints.close()
+  towers['eval_probabilities'] = os.path.join(out_dir, 'alexnet_4x2', 'eval_probabilities.npy')
+  np.save(towers['eval_probabilities'], evaluation_probabilities(setup, state))
+  results['tower_all_gathers'] = tower_all_gathers(setup)
   # In float32, BN layers whose gradients nearly cancel (a bias feeding the next BN) differ
   # by rounding between summation orders, and a few steps amplify that; in float64 the
   # data-parallel and single-device runs agree exactly, which is the claim under test.
   jax.config.update('jax_enable_x64', True)
   for data in (1, 8):
     config = small_config('resnet.py', 'resnet18', data_dir, data, 1)
-    config.data.image_size = 32
+    config.data.image_size = 16  # 16 -> 8 -> 4, 2, 1 and 1: every stage computes
     config.train.compute_dtype = 'float64'
     results[f'resnet18_{data}x1'] = run(config, os.path.join(out_dir, f'resnet18_{data}x1'))
   print(json.dumps(results))

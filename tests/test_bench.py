@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 from conftest import REPO, cli_env, load_config
-from jaxcnn import bench, parallel, validate
+from jaxcnn import models, steps
 from jaxcnn.summary import called_jaxprs, summarize_config
 
 
@@ -77,13 +77,13 @@ def test_train_step_compiles_once_in_a_run(digits_config, tmp_path):
 
 
 def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state():
-  from jaxcnn import optim, train
+  from jaxcnn import optim
   config = load_config('lenet', 'bn')
   config.train.compute_dtype = 'bfloat16'
-  model = validate.build_model(config, 10, parallel.make_mesh(1, 1))
+  model = models.build_model(config, 10, 1)
   tx = optim.create_optimizer(config.optimizer,
                               optim.learning_rate_schedule(config.optimizer, 10, 10), 10)
-  state = train.create_train_state(config, model, tx, (1, 32, 32, 1))
+  state = steps.create_train_state(config, model, tx, (1, 32, 32, 1))
   images = jax.random.normal(jax.random.key(1), (4, 32, 32, 1))
   batch = {'image': images, 'label': jnp.arange(4)}
 
@@ -99,7 +99,7 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state():
   convs = list(convs(jaxpr.jaxpr))
   assert [e.outvars[0].aval.dtype for e in convs] == [jnp.bfloat16] * 2
 
-  state, metrics = jax.jit(train.train_step, static_argnums=2)(state, batch, 0.0)
+  state, metrics = jax.jit(steps.train_step, static_argnums=2)(state, batch, 0.0)
   assert metrics['loss'].dtype == jnp.float32 and math.isfinite(metrics['loss'])
   kept = jax.tree.leaves((state.params, state.batch_stats, state.opt_state))
   assert {leaf.dtype for leaf in kept if jnp.issubdtype(leaf.dtype, jnp.floating)} == {

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from jaxcnn import data as input_data
-from jaxcnn import optim, train
+from jaxcnn import optim, steps
 from jaxcnn.checkpoint import Checkpoints
 from jaxcnn.errors import UserError
 from jaxcnn.models import create_model
@@ -21,7 +21,7 @@ def make_state(config, data):
   model = create_model(config.model, data.num_classes)
   schedule = optim.learning_rate_schedule(config.optimizer, 100, data.steps_per_epoch)
   tx = optim.create_optimizer(config.optimizer, schedule, steps_per_eval=2)
-  return train.create_train_state(config, model, tx, (1, 32, 32, 1))
+  return steps.create_train_state(config, model, tx, (1, 32, 32, 1))
 
 
 def leaves_equal(a, b) -> bool:
@@ -35,7 +35,7 @@ def test_save_and_restore_round_trip(tmp_path, digits_config):
   config = digits_config('lenet', 'bn', **{'optimizer.schedule': 'plateau'})
   data = input_data.create(config)
   state = make_state(config, data)
-  step = jax.jit(functools.partial(train.train_step, label_smoothing=0.0))
+  step = jax.jit(functools.partial(steps.train_step, label_smoothing=0.0))
   batches = data.train_batches()
   for _ in range(3):  # momentum, running statistics and the plateau average all non-trivial
     state, _ = step(state, next(batches))

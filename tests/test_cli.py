@@ -3,10 +3,12 @@ and nothing created or changed."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
-from conftest import CONFIGS, load_config
+from conftest import CONFIGS, cli_env, load_config
 
 LENET = str(CONFIGS / 'lenet.py')
 ALEXNET = str(CONFIGS / 'alexnet.py')
@@ -70,7 +72,7 @@ def test_mistake_is_one_error_line(tmp_path, run_cli, args, words, env):
 
 
 def test_default_workdir():
-  from jaxcnn.main import default_workdir
+  from jaxcnn.cli import default_workdir
   assert default_workdir('configs/lenet.py') == os.path.join('runs', 'lenet-default')
   assert default_workdir('configs/lenet.py:bn') == os.path.join('runs', 'lenet-bn')
   assert default_workdir('/abs/configs/alexnet.py:digits') == os.path.join('runs', 'alexnet-digits')
@@ -138,3 +140,13 @@ def test_unwritable_workdir_is_refused(tmp_path, run_cli):
                    timeout=120)
   _assert_one_error_line(result, str(blocker / 'run'), 'not writable')
   assert blocker.read_text() == 'not a directory'
+
+
+@pytest.mark.parametrize('tool', ['main', 'sweep', 'bench', 'summary', 'predict'])
+def test_help_exits_0_with_the_usage(tool, tmp_path):
+  result = subprocess.run([sys.executable, '-m', f'jaxcnn.{tool}', '--help'], cwd=tmp_path,
+                          env=cli_env(), capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert f'python -m jaxcnn.{tool}' in result.stdout  # the module docstring's usage line
+  assert result.stderr == ''
+  assert sorted(os.listdir(tmp_path)) == []

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from jaxcnn import validate
 from jaxcnn.models import create_model
 
-from conftest import load_config, load_config_module, param_count
+from conftest import assert_smallest_input, load_config, load_config_module, param_count
 
 
 def shapes_and_macs(model, shape):
@@ -73,10 +72,9 @@ def test_recipes():
 
 def test_smallest_input():
   # densenet: 7x7/2 conv and 3x3/2 pool take 29 to 8x8, the three 2x2 pools to 1x1; 28 ends
-  # at 0x0. cifar_densenet: two 2x2 pools. (29 is accepted in the forward test below.)
-  assert validate.input_problem(create_model(ConfigDict({'name': 'densenet'}), 10), 28, 3) is not None
-  cifar = create_model(ConfigDict({'name': 'cifar_densenet', 'depth': 16}), 10)
-  assert validate.input_problem(cifar, 4, 3) is None and validate.input_problem(cifar, 3, 3) is not None
+  # at 0x0. cifar_densenet: two 2x2 pools.
+  assert_smallest_input(create_model(ConfigDict({'name': 'densenet'}), 10), 29)
+  assert_smallest_input(create_model(ConfigDict({'name': 'cifar_densenet', 'depth': 16}), 10), 4)
 
 
 @pytest.mark.parametrize('fields', [{'name': 'densenet', 'depth': 100},

@@ -11,8 +11,8 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import load_config, load_config_module, param_count
-from jaxcnn import train, validate
+from conftest import assert_smallest_input, load_config, load_config_module, param_count
+from jaxcnn import steps, validate
 from jaxcnn.errors import UserError
 from jaxcnn.models import create_model
 
@@ -102,9 +102,7 @@ def test_outputs_in_training_and_evaluation(preset, aux_heads, size):
     ('torchvision', True, 15),  # torchvision's own min_size; its aux pools adaptively
 ])
 def test_smallest_input(preset, aux_heads, smallest):
-  model = googlenet(preset, 10, aux_heads=aux_heads)
-  assert validate.input_problem(model, smallest, 3) is None
-  assert validate.input_problem(model, smallest - 1, 3) is not None
+  assert_smallest_input(googlenet(preset, 10, aux_heads=aux_heads), smallest)
 
 
 @pytest.fixture(scope='module')
@@ -131,16 +129,16 @@ def test_training_loss_is_main_plus_weighted_aux_losses(torchvision_run):
   labels = jnp.array([1, 3])
   main, aux1, aux2 = outputs
   assert float(jnp.abs(main - aux1).max()) > 1e-3  # three different heads
-  loss, logits = train.classification_loss(outputs, labels, 0.0, weights)
+  loss, logits = steps.classification_loss(outputs, labels, 0.0, weights)
   expected = by_hand_cross_entropy(main, labels) + 0.3 * (
       by_hand_cross_entropy(aux1, labels) + by_hand_cross_entropy(aux2, labels))
   assert float(loss) == pytest.approx(expected, rel=1e-5)
   assert logits is main
   assert evaluated.shape == (2, 5) and evaluated.dtype == jnp.float32
   with pytest.raises(UserError, match=r'2 auxiliary output\(s\).*has 1 weight'):
-    train.classification_loss(outputs, labels, 0.0, (0.3,))
+    steps.classification_loss(outputs, labels, 0.0, (0.3,))
   with pytest.raises(UserError, match=r'0 auxiliary output\(s\)'):
-    train.classification_loss(evaluated, labels, 0.0, weights)
+    steps.classification_loss(evaluated, labels, 0.0, weights)
 
 
 def test_batch_norm_statistics_update_in_training_only(torchvision_run):
@@ -180,21 +178,21 @@ def test_train_step_adds_weighted_aux_loss_and_scores_the_main_head():
   # always wrong, so top-1 shows which head the metrics read.
   params = {'main': {'kernel': jnp.eye(4), 'bias': jnp.zeros(4)},
             'aux': {'kernel': jnp.roll(jnp.eye(4), 1, axis=1), 'bias': jnp.zeros(4)}}
-  state = train.TrainState.create(
+  state = steps.TrainState.create(
       apply_fn=model.apply, params=params, tx=optax.sgd(0.1, momentum=0.9), batch_stats={},
       dropout_key=jax.random.key_data(jax.random.key(0)), eval_error=jnp.ones(()),
-      metric_sums=train.zero_metric_sums(), first_nonfinite_step=jnp.int32(train.NO_NONFINITE_STEP))
+      metric_sums=steps.zero_metric_sums(), first_nonfinite_step=jnp.int32(steps.NO_NONFINITE_STEP))
   labels = jnp.array([0, 1, 2])
   batch = {'image': jax.nn.one_hot(labels, 4).reshape(3, 2, 2, 1) * 3.0, 'label': labels}
   main, aux = model.apply({'params': params}, batch['image'], train=True)
 
-  step = jax.jit(functools.partial(train.train_step, label_smoothing=0.0, aux_loss_weights=(0.3,)))
+  step = jax.jit(functools.partial(steps.train_step, label_smoothing=0.0, aux_loss_weights=(0.3,)))
   _, metrics = step(state, batch)
   expected = by_hand_cross_entropy(main, labels) + 0.3 * by_hand_cross_entropy(aux, labels)
   assert float(metrics['loss']) == pytest.approx(expected, rel=1e-5)
   assert float(metrics['top1']) == 1.0
   with pytest.raises(UserError, match='aux_loss_weights'):  # when jit traces the step
-    jax.jit(functools.partial(train.train_step, label_smoothing=0.0))(state, batch)
+    jax.jit(functools.partial(steps.train_step, label_smoothing=0.0))(state, batch)
 
 
 @pytest.mark.parametrize('preset', load_config_module('googlenet').PRESETS)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import load_config, param_count
+from conftest import assert_smallest_input, load_config, param_count
 from jaxcnn import validate
 from jaxcnn.models import create_model
 
@@ -63,9 +63,7 @@ def test_outputs_in_training_and_evaluation(aux_head, size):
     (False, 75),  # torchvision's min_size: Mixed_7a's stride-2 3x3 convs need a 3x3 map
 ])
 def test_smallest_input(aux_head, smallest):
-  model = inception(10, aux_head=aux_head)
-  assert validate.input_problem(model, smallest, 3) is None
-  assert validate.input_problem(model, smallest - 1, 3) is not None
+  assert_smallest_input(inception(10, aux_head=aux_head), smallest)
 
 
 def test_forward_and_batch_norm_statistics():

@@ -4,12 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import param_count
+from conftest import assert_smallest_input, load_config, param_count
 from ml_collections import ConfigDict
 
-from jaxcnn import validate
+from jaxcnn.config import override
 from jaxcnn.errors import UserError
-from jaxcnn.models import create_model, model_names
+from jaxcnn.models import build_model, create_model, model_names
 from jaxcnn.models.layers import LocalResponseNorm
 
 
@@ -98,11 +98,56 @@ def test_alexnet_dropout_only_in_training(alexnet_digits):
   assert float(jnp.abs(train_a - train_b).max()) > 1e-4
 
 
-def test_smallest_alexnet_input_is_67():
-  m = model(10, name='alexnet')
-  validate.check_input_size(m, (1, 67, 67, 1))  # accepted: no error
-  with pytest.raises(UserError, match='smallest input it accepts is 67x67'):
-    validate.check_input_size(m, (1, 66, 66, 1))
+# Every family and each option that moves its smallest input, with that input.
+SMALLEST_INPUTS = [
+    ({'name': 'lenet5'}, 16),
+    ({'name': 'alexnet'}, 67),
+    ({'name': 'alexnet', 'overlapping_pool': False}, 39),
+    ({'name': 'alexnet', 'conv1_padding': 2, 'towers': 1, 'widths': (64, 192, 384, 256, 256)}, 63),
+    ({'name': 'vgg', 'depth': 11}, 32),
+    ({'name': 'nin'}, 67),
+    ({'name': 'googlenet'}, 79),
+    ({'name': 'googlenet', 'aux_heads': False}, 31),
+    ({'name': 'googlenet', 'variant': 'torchvision'}, 15),
+    ({'name': 'inception_v3', 'aux_head': False}, 75),
+    ({'name': 'resnet', 'depth': 18, 'stem': 'cifar'}, 1),
+    ({'name': 'cifar_resnet', 'depth': 8}, 1),
+    ({'name': 'cifar_densenet', 'depth': 10}, 4),
+]  # inception_v3 with its aux head (299), resnet and densenet: in their own test files
+
+
+@pytest.mark.parametrize('fields, smallest', SMALLEST_INPUTS,
+                         ids=['-'.join(f'{v}' for v in f.values()) for f, _ in SMALLEST_INPUTS])
+def test_declared_smallest_input_is_what_the_layers_accept(fields, smallest):
+  assert_smallest_input(model(10, **fields), smallest)
+
+
+def build(**overrides):
+  config = load_config('alexnet', 'digits')
+  return build_model(override(config, overrides), 10, 1)
+
+
+def test_build_model_refuses_an_input_below_the_smallest():
+  assert build(**{'data.image_size': 67}).min_input_size() == 67
+  with pytest.raises(UserError, match=r"^data.image_size=66 is too small for model 'AlexNet': "
+                                      'the smallest input it accepts is 67x67$'):
+    build(**{'data.image_size': 66})
+
+
+def test_build_model_names_a_bad_option():
+  with pytest.raises(UserError, match=r"^cannot build model 'alexnet': unknown activation "
+                                      "'swish'; known: relu, tanh, sigmoid$"):
+    build(**{'model.activation': 'swish'})
+  config = load_config('alexnet', 'digits')
+  config.model.depth = 3  # a field AlexNet does not have
+  with pytest.raises(UserError, match=r"^cannot build model 'alexnet': model 'alexnet' has no "
+                                      r'option\(s\) depth; its options are: activation, '):
+    build_model(config, 10, 1)
+
+
+def test_build_model_computes_in_the_compute_dtype():
+  built = build(**{'train.compute_dtype': 'bfloat16'})
+  assert built.dtype == jnp.bfloat16
 
 
 def test_registry():

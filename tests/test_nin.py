@@ -5,10 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_config_module, param_count, preset_model
+from conftest import assert_smallest_input, load_config_module, param_count, preset_model
 
-from jaxcnn import validate
-from jaxcnn.errors import UserError
 
 PRESETS = load_config_module('nin').PRESETS
 # default: REFERENCE.md (1000 classes). imagenette: the same blocks with a 10-map class block,
@@ -47,10 +45,7 @@ def test_macs_at_224():
 
 
 def test_smallest_input_is_67():
-  model = preset_model('nin', 'imagenette')[0]
-  validate.check_input_size(model, (1, 67, 67, 3))
-  with pytest.raises(UserError, match='smallest input it accepts is 67x67'):
-    validate.check_input_size(model, (1, 66, 66, 3))
+  assert_smallest_input(preset_model('nin', 'imagenette')[0], 67)
 
 
 def test_forward_at_smallest_input():

@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from jaxcnn import optim
-from jaxcnn.defaults import base_config
+from jaxcnn.config import base_config
 
 
 def optimizer_config(**fields):

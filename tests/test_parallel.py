@@ -20,13 +20,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-@pytest.fixture(scope='module')
-def runs(digits_dir, tmp_path_factory):
-  out = tmp_path_factory.mktemp('parallel')
-  result = subprocess.run([sys.executable, os.path.join(HERE, 'parallel_worker.py'),
-                           str(digits_dir), str(out)], capture_output=True, text=True, cwd=ROOT)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return json.loads(result.stdout.strip().splitlines()[-1])
+@pytest.fixture(scope='session')
+def runs(digits_dir, once_per_session):
+  def run_worker(out):
+    result = subprocess.run([sys.executable, os.path.join(HERE, 'parallel_worker.py'),
+                             str(digits_dir), str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+  return once_per_session('parallel', run_worker)
 
 
 def max_relative_error(path_a, path_b):

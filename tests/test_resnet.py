@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_config, load_config_module, param_count
+from conftest import assert_smallest_input, load_config, load_config_module, param_count
 
 from jaxcnn import validate
 from jaxcnn.models import create_model
@@ -109,8 +109,8 @@ def test_resnet18_forward_at_32():
 
 def test_smallest_inputs_are_one_pixel():
   # Every stride-2 layer pads, so n -> ceil(n / 2) never reaches 0: a 1x1 image runs through.
-  validate.check_input_size(preset_model('resnet50'), (1, 1, 1, 3))
-  validate.check_input_size(preset_model('cifar_resnet20'), (1, 1, 1, 3))
+  assert_smallest_input(preset_model('resnet50'), 1)
+  assert_smallest_input(preset_model('cifar_resnet20'), 1)
 
 
 @pytest.fixture(scope='module')

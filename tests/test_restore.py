@@ -21,7 +21,7 @@ from jaxcnn.reporting import read_metrics
 NOTEBOOK = REPO / 'experiments' / 'notebooks' / 'restore_checkpoint.ipynb'
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def workdir(digits_dir, tmp_path_factory) -> str:
   config = load_config('lenet')
   config.data.data_dir = digits_dir
@@ -36,7 +36,7 @@ def eval_top1(workdir: str, step: int) -> float:
   return [r['top1'] for r in read_metrics(workdir) if r['split'] == 'eval' and r['step'] == step][0]
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def broken_workdirs(workdir, tmp_path_factory) -> dict[str, str]:
   """Workdirs that cannot be restored, by the problem that a one-line error must name."""
   root = tmp_path_factory.mktemp('broken')
@@ -67,6 +67,35 @@ def test_import_stays_cheap():
   result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                           env=cli_env(), check=True)
   assert result.stdout.split() == ['False', 'jaxcnn.restored']
+
+
+# The command-line tools and the analysis tool: neither restoring nor training imports them.
+TOOLS = {'jaxcnn.main', 'jaxcnn.sweep', 'jaxcnn.bench', 'jaxcnn.predict', 'jaxcnn.summary',
+         'jaxcnn.cli', 'jaxcnn.data.stats', 'jaxcnn.data.prepare', 'jaxcnn.data.throughput'}
+
+
+def jaxcnn_modules_after(code: str) -> set[str]:
+  result = subprocess.run(
+      [sys.executable, '-c', f'{code}\nimport sys\n'
+       'print(" ".join(m for m in sys.modules if m.startswith("jaxcnn")))'],
+      capture_output=True, text=True, env=cli_env(), check=True)
+  return set(result.stdout.split())
+
+
+def test_restoring_imports_no_trainer_and_no_tool(workdir):
+  """A notebook's `jaxcnn.restore(...)`, predictions included, needs no trainer, optimizer
+  or command-line tool."""
+  loaded = jaxcnn_modules_after(
+      f'import jaxcnn\nrestored = jaxcnn.restore({workdir!r})\n'
+      'images, _ = restored.eval_examples(count=2)\nassert restored.predict(images).shape == (2, 10)\n'
+      'assert restored.first_layer_filters().shape == (5, 5, 1, 6)')
+  assert 'jaxcnn.restored' in loaded and 'jaxcnn.models' in loaded
+  assert not loaded & ({'jaxcnn.train', 'jaxcnn.steps', 'jaxcnn.optim', 'jaxcnn.parallel'} | TOOLS)
+
+
+def test_training_imports_no_tool():
+  loaded = jaxcnn_modules_after('import jaxcnn.train')
+  assert 'jaxcnn.steps' in loaded and not loaded & TOOLS
 
 
 def test_restore_predicts_what_the_run_evaluated(workdir):
@@ -134,27 +163,28 @@ def test_predict_cli_reports_a_bad_file_and_predicts_the_rest(workdir, tmp_path)
     np.testing.assert_allclose([float(p) for p, _ in printed], 100 * probabilities[top], atol=0.006)
 
 
-@pytest.fixture
-def absl_verbosity():
-  """predict.main quiets absl logging, as in its own process; undone for the other tests."""
-  from absl import logging
-  verbosity = logging.get_verbosity()
-  yield
-  logging.set_verbosity(verbosity)
-
-
 @pytest.mark.parametrize('problem, words', PROBLEMS, ids=[p[0] for p in PROBLEMS])
-def test_predict_cli_names_the_problem_in_one_line(broken_workdirs, tmp_path, capsys,
-                                                   absl_verbosity, problem, words):
+def test_predict_names_the_problem(broken_workdirs, tmp_path, capsys, problem, words):
   image = tmp_path / 'image.png'
   image.write_bytes(b'')  # never read: the workdir fails first
-  assert predict.main(['--workdir', broken_workdirs[problem], str(image)]) == 2
-  captured = capsys.readouterr()
-  errors = [line for line in captured.err.splitlines() if line.startswith('error:')]
-  assert len(errors) == 1, captured.err
+  with pytest.raises(UserError) as error:
+    predict.predict(broken_workdirs[problem], None, [str(image)])
   for word in words:
-    assert word in errors[0], (word, errors[0])
-  assert captured.out == ''
+    assert word in str(error.value), (word, str(error.value))
+  assert capsys.readouterr().out == ''
+
+
+def test_predict_cli_reports_a_bad_workdir_in_one_line(broken_workdirs, tmp_path):
+  image = tmp_path / 'image.png'
+  image.write_bytes(b'')
+  result = predict_cli('--workdir', broken_workdirs['corrupt'], str(image))
+  assert result.returncode == 2
+  # orbax's threads may print tracebacks as the process ends, even mid-line: search the text.
+  errors = re.findall(r'^error: .*', result.stderr, re.MULTILINE)
+  assert len(errors) == 1 and errors[0].startswith(
+      f"error: no readable checkpoint in {broken_workdirs['corrupt']}/checkpoints (steps [50, 100] "
+      'all failed); start over in a new --workdir')
+  assert result.stdout == ''
 
 
 def png_size(png: bytes) -> tuple[int, int]:

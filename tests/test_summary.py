@@ -10,6 +10,7 @@ import flax.linen as nn
 import pytest
 
 from jaxcnn import summary
+from jaxcnn.config import load_module
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs')
 
@@ -51,7 +52,7 @@ REFERENCE = {
 
 def config_of(key):
   file, preset = key.split(':')
-  return summary.load_config_module(os.path.join(CONFIGS, file)).get_config(preset)
+  return load_module(os.path.join(CONFIGS, file)).get_config(preset)
 
 
 @pytest.mark.parametrize('key', sorted(REFERENCE))

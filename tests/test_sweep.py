@@ -14,7 +14,7 @@ from jaxcnn.reporting import read_metrics
 
 # A config file whose SWEEPS has two LeNet variants.
 TWO_VARIANTS = f"""
-from jaxcnn.summary import load_config_module
+from jaxcnn.config import load_module as load_config_module
 _LENET = load_config_module({str(CONFIGS / 'lenet.py')!r})
 PRESETS = _LENET.PRESETS
 get_config = _LENET.get_config

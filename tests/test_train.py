@@ -12,20 +12,15 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from jaxcnn import data as input_data
-from jaxcnn import optim, train
-from jaxcnn.models import create_model
+from jaxcnn import steps, train
 
 
 def setup(config, total_steps):
-  """Data, model and a fresh train state, as train_and_evaluate builds them (one device)."""
-  data = input_data.create(config)
-  model = create_model(config.model, data.num_classes)
-  schedule = optim.learning_rate_schedule(config.optimizer, total_steps, data.steps_per_epoch)
-  tx = optim.create_optimizer(config.optimizer, schedule, data.steps_per_epoch)
-  size = config.data.image_size
-  state = train.create_train_state(config, model, tx, (1, size, size, data.channels))
-  return data, model, state
+  """Data and a fresh train state, as train_and_evaluate builds them (one device); the tests
+  compile steps of their own, which keep the states they are given (no donation)."""
+  config.train.num_steps = total_steps
+  run = train.setup(config)
+  return run.data, run.state
 
 
 def eval_loss(eval_step, state, batch):
@@ -36,9 +31,9 @@ def eval_loss(eval_step, state, batch):
 
 def test_training_lowers_the_loss(digits_config):
   config = digits_config('lenet', **{'optimizer.schedule': 'constant'})  # lr 0.05, batch 32
-  data, _, state = setup(config, total_steps=30)
-  step = jax.jit(functools.partial(train.train_step, label_smoothing=0.0))
-  eval_step = jax.jit(train.eval_step)
+  data, state = setup(config, total_steps=30)
+  step = jax.jit(functools.partial(steps.train_step, label_smoothing=0.0))
+  eval_step = jax.jit(steps.eval_step)
   held_out = next(data.eval_batches())  # 128 test examples, all real
   assert int(held_out['mask'].sum()) == 128
   loss_before, top1_before = eval_loss(eval_step, state, held_out)
@@ -55,12 +50,12 @@ def test_training_lowers_the_loss(digits_config):
 
 def test_a_nonfinite_step_leaves_the_state_as_it_was(digits_config):
   config = digits_config('lenet', 'bn')  # batch_stats too must stay as they were
-  data, _, state = setup(config, total_steps=10)
-  step = jax.jit(functools.partial(train.train_step, label_smoothing=0.0))
+  data, state = setup(config, total_steps=10)
+  step = jax.jit(functools.partial(steps.train_step, label_smoothing=0.0))
   batch = next(data.train_batches())
   state, metrics = step(state, batch)
   assert int(metrics['nonfinite_steps']) == 0
-  assert int(state.first_nonfinite_step) == train.NO_NONFINITE_STEP
+  assert int(state.first_nonfinite_step) == steps.NO_NONFINITE_STEP
 
   poisoned = {**batch, 'image': batch['image'].copy()}
   poisoned['image'][3, 0, 0, 0] = np.nan
@@ -79,12 +74,12 @@ def test_a_nonfinite_step_leaves_the_state_as_it_was(digits_config):
 
 def test_batch_norm_statistics(digits_config):
   config = digits_config('lenet', 'bn')
-  data, model, state = setup(config, total_steps=10)
+  data, state = setup(config, total_steps=10)
   batch = next(data.train_batches())
   stats = jax.device_get(state.batch_stats)
   assert np.all(stats['conv1_bn']['mean'] == 0) and np.all(stats['conv1_bn']['var'] == 1)
 
-  new_state, _ = jax.jit(functools.partial(train.train_step, label_smoothing=0.0))(state, batch)
+  new_state, _ = jax.jit(functools.partial(steps.train_step, label_smoothing=0.0))(state, batch)
   new_stats = jax.device_get(new_state.batch_stats)
   # The running mean moved 10% (momentum 0.9) toward conv1's batch mean, computed by hand
   # from the initial conv1 weights; likewise the running (biased) variance.
@@ -100,22 +95,22 @@ def test_batch_norm_statistics(digits_config):
     assert np.abs(new_stats[name]['mean']).max() > 1e-4, name
 
   eval_batch = next(data.eval_batches())
-  eval_step = jax.jit(train.eval_step)
+  eval_step = jax.jit(steps.eval_step)
   first, second = jax.device_get(eval_step(new_state, eval_batch)), jax.device_get(
       eval_step(new_state, eval_batch))
   assert first == second
   assert int(first['num_examples']) == 128
   # Evaluation reads the running statistics and never writes them back.
   variables = {'params': new_state.params, 'batch_stats': new_state.batch_stats}
-  logits, updated = model.apply(variables, eval_batch['image'], train=False,
+  logits, updated = state.apply_fn(variables, eval_batch['image'], train=False,
                                 mutable=['batch_stats'])
   for a, b in zip(jax.tree.leaves(updated['batch_stats']), jax.tree.leaves(new_stats)):
     np.testing.assert_array_equal(a, b)
-  np.testing.assert_array_equal(model.apply(variables, eval_batch['image'], train=False), logits)
+  np.testing.assert_array_equal(state.apply_fn(variables, eval_batch['image'], train=False), logits)
   # So an example's logits do not depend on the rest of its batch.
-  alone = model.apply(variables, eval_batch['image'][:1], train=False)
+  alone = state.apply_fn(variables, eval_batch['image'][:1], train=False)
   np.testing.assert_allclose(alone[0], logits[0], rtol=1e-5, atol=1e-5)
-  in_train_mode, _ = model.apply(variables, eval_batch['image'][:2], train=True,
+  in_train_mode, _ = state.apply_fn(variables, eval_batch['image'][:2], train=True,
                                  mutable=['batch_stats'])
   assert float(jnp.abs(in_train_mode[0] - logits[0]).max()) > 1e-3
 
@@ -185,31 +180,17 @@ def test_per_device_batch_norm_normalizes_each_slice_alone(digits_config):
   """batch_norm_groups=2: each half of the batch is normalized by its own statistics, so the
   running statistics average the two halves' and the step differs from a global-statistics
   step on the same batch."""
-  import functools
-
-  import jax
-  import numpy as np
-
-  from jaxcnn import data as input_data
-  from jaxcnn import optim, train
-  from jaxcnn.models import create_model
-
-  config = digits_config('lenet', 'bn')
-  source = input_data.create(config)
+  source, state = setup(digits_config('lenet', 'bn'), total_steps=10)
   batch = next(source.train_batches())
-  model = create_model(config.model, 10)
-  schedule = optim.learning_rate_schedule(config.optimizer, 10, 10)
-  state = train.create_train_state(config, model, optim.create_optimizer(config.optimizer, schedule, 10),
-                                   (1, 32, 32, 1))
 
   def logits_and_stats(images):
-    return model.apply({'params': state.params, 'batch_stats': state.batch_stats}, images,
+    return state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats}, images,
                        train=True, mutable=['batch_stats'])
 
   halves = [logits_and_stats(half) for half in np.split(batch['image'], 2)]
-  grouped, _ = jax.jit(functools.partial(train.train_step, label_smoothing=0.0,
+  grouped, _ = jax.jit(functools.partial(steps.train_step, label_smoothing=0.0,
                                          batch_norm_groups=2))(state, batch)
-  whole, _ = jax.jit(functools.partial(train.train_step, label_smoothing=0.0))(state, batch)
+  whole, _ = jax.jit(functools.partial(steps.train_step, label_smoothing=0.0))(state, batch)
   mean = lambda stats: np.asarray(stats['batch_stats']['conv1_bn']['mean'])
   np.testing.assert_allclose(np.asarray(grouped.batch_stats['conv1_bn']['mean']),
                              (mean(halves[0][1]) + mean(halves[1][1])) / 2, rtol=1e-5, atol=1e-7)

@@ -5,12 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_config, load_config_module, param_count, preset_model
+from conftest import (assert_smallest_input, load_config, load_config_module, param_count,
+                      preset_model)
 
-from jaxcnn import validate
-from jaxcnn.errors import UserError
 from jaxcnn.models import create_model
-from jaxcnn.models.vgg import adaptive_avg_pool
+from jaxcnn.models.layers import adaptive_avg_pool
 
 PRESETS = load_config_module('vgg').PRESETS
 # torchvision's vgg*/vgg*_bn at 1000 classes (REFERENCE.md).
@@ -69,10 +68,7 @@ def test_adaptive_pool_averages_larger_and_repeats_smaller_maps():
 
 
 def test_smallest_input_is_32():
-  model = preset_model('vgg', 'vgg11', 10)[0]
-  validate.check_input_size(model, (1, 32, 32, 3))
-  with pytest.raises(UserError, match='smallest input it accepts is 32x32'):
-    validate.check_input_size(model, (1, 31, 31, 3))
+  assert_smallest_input(preset_model('vgg', 'vgg11', 10)[0], 32)
 
 
 def test_unknown_depth_fails_when_built():

@@ -1,39 +1,41 @@
 """Train-time augmentation: the ops that `data.augment` names, run in order on one image.
 
+Each op that jaxcnn/data/recipes.py lists is the function of the same name here.
+
 Every random number comes from TensorFlow's stateless ops, seeded by the example's own seed
 (from the run's seed, the epoch and the example's index in the epoch) folded with the op's
 position in the recipe: an example is augmented the same way however many processes read the
 data and whether or not the run was resumed.
 """
 
-import tensorflow as tf
+from jaxcnn.data.tensorflow import tf
 
 from jaxcnn.data import preprocess
 from jaxcnn.errors import UserError
 
 
-def _resize(image, seed, config):
+def resize(image, seed, config):
   del seed
   return preprocess.resize(image, config.data.image_size)
 
 
-def _resize_shorter(image, seed, config):
+def resize_shorter(image, seed, config):
   del seed
   return preprocess.resize_shorter(image, config.data.resize_size)
 
 
-def _pad(image, seed, config):
+def pad(image, seed, config):
   del seed
   pad = config.data.pad
   return tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
 
 
-def _random_crop(image, seed, config):
+def random_crop(image, seed, config):
   size = config.data.image_size
   return tf.image.stateless_random_crop(image, (size, size, image.shape[-1]), seed)
 
 
-def _random_resized_crop(image, seed, config):
+def random_resized_crop(image, seed, config):
   """A crop of random area (data.crop_area of the image) and aspect ratio (data.crop_aspect,
   width / height), resized to image_size; the whole image if ten tries find none."""
   begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
@@ -43,29 +45,18 @@ def _random_resized_crop(image, seed, config):
   return preprocess.resize(tf.slice(image, begin, size), config.data.image_size)
 
 
-def _flip(image, seed, config):
+def flip(image, seed, config):
   del config
   return tf.image.stateless_random_flip_left_right(image, seed)
 
 
-def _pca_lighting(image, seed, config):
+def pca_lighting(image, seed, config):
   """AlexNet's colour augmentation: add sum_i alpha_i eigval_i eigvec_i to every pixel, with
   alpha_i ~ N(0, data.lighting_std) drawn once per image."""
   stats = preprocess.statistics(config)
   alpha = tf.random.stateless_normal([len(stats.eigval)], seed, stddev=config.data.lighting_std)
   eigvec = tf.constant(stats.eigvec, tf.float32)
   return image + tf.linalg.matvec(eigvec, alpha * tf.constant(stats.eigval, tf.float32))
-
-
-OPS = {
-    'resize': _resize,
-    'resize_shorter': _resize_shorter,
-    'pad': _pad,
-    'random_crop': _random_crop,
-    'random_resized_crop': _random_resized_crop,
-    'flip': _flip,
-    'pca_lighting': _pca_lighting,
-}
 
 
 def check_statistics(config) -> None:
@@ -91,5 +82,6 @@ def train_image(image, seed: tf.Tensor, config) -> tf.Tensor:
   """float32 [S, S, C]: one decoded uint8 image through `data.augment`, then normalized."""
   image = preprocess.to_float(image)
   for position, op in enumerate(config.data.augment):
-    image = OPS[op](image, tf.random.experimental.stateless_fold_in(seed, position), config)
+    # Each op of recipes.OPS is the function of its name here.
+    image = globals()[op](image, tf.random.experimental.stateless_fold_in(seed, position), config)
   return preprocess.normalize(image, config)

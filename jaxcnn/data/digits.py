@@ -6,7 +6,7 @@ same TFDS pipeline that reads ImageNet serves tests and the quick start.
 """
 
 import numpy as np
-import tensorflow_datasets as tfds
+from jaxcnn.data.tensorflow import tfds
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0

@@ -14,20 +14,17 @@ the real examples.
 import functools
 import math
 
-import tensorflow as tf
-import tensorflow_datasets as tfds
-
 from jaxcnn.data import augment, preprocess
 from jaxcnn.data import digits  # noqa: F401  (registers the offline `digits` builder)
 from jaxcnn.data.datasets import OFFLINE_BUILDERS, dataset_spec, not_prepared_error
 from jaxcnn.data.recipes import crop_problem
+from jaxcnn.data.tensorflow import keep_off_accelerators, tf, tfds
 from jaxcnn.errors import UserError
 
-# tf.data runs on the host; it must never take accelerator memory from JAX.
-tf.config.set_visible_devices([], 'GPU')
 
 def prepared_builder(name: str, data_dir: str | None, download: bool):
   """Returns the TFDS builder of a prepared dataset, or fails at once saying how to prepare it."""
+  keep_off_accelerators()  # tf.data runs on the host
   builder = tfds.builder(name, data_dir=data_dir)
   if builder.is_prepared():
     return builder

@@ -8,7 +8,7 @@ Pixels are scaled to [0, 1] before anything else, so every statistic is of pixel
 """
 
 import numpy as np
-import tensorflow as tf
+from jaxcnn.data.tensorflow import tf
 
 from jaxcnn.data.datasets import dataset_stats
 from jaxcnn.data.recipes import CENTER_VIEW

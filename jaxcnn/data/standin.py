@@ -10,7 +10,7 @@ itself is not at hand.
 from collections.abc import Iterable, Mapping
 
 import numpy as np
-import tensorflow_datasets as tfds
+from jaxcnn.data.tensorflow import tfds
 
 
 def write_dataset(name: str, data_dir: str,

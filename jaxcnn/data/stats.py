@@ -11,24 +11,17 @@ built-in figures, unless the config sets data.mean and data.std.
 
 import json
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import flags
 
+from jaxcnn import cli
 from jaxcnn.data.datasets import DATASETS, STATS_FILE
-from jaxcnn.errors import UserError
-
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data_dir (default: $TFDS_DATA_DIR or '
-                                '~/tensorflow_datasets).')
-_MAX_EXAMPLES = flags.DEFINE_integer('max_examples', 0, 'Use only the first N train examples '
-                                     '(0: all; 50,000 estimate ImageNet to about 3 digits).')
 
 
 def compute_statistics(builder, max_examples: int = 0) -> dict:
   """mean, std, eigval (descending) and eigvec (columns) of the train split's pixels / 255."""
   import numpy as np
-  import tensorflow as tf
-  import tensorflow_datasets as tfds
+  from jaxcnn.data.tensorflow import tf, tfds
 
   from jaxcnn.data.datasets import dataset_spec
   spec = dataset_spec(builder.name)
@@ -66,22 +59,22 @@ def write_statistics(name: str, data_dir: str | None, max_examples: int = 0) -> 
   return path
 
 
-def main(argv: list[str]) -> None:
-  names = [n for n in argv[1:] if n in DATASETS and n != 'synthetic']
-  if len(argv) != 2 or not names:
+def define_flags() -> None:
+  flags.DEFINE_string('data_dir', None, 'TFDS data_dir (default: $TFDS_DATA_DIR or '
+                      '~/tensorflow_datasets).')
+  flags.DEFINE_integer('max_examples', 0, 'Use only the first N train examples (0: all; '
+                       '50,000 estimate ImageNet to about 3 digits).')
+
+
+def main(arguments: list[str]) -> None:
+  names = [n for n in arguments if n in DATASETS and n != 'synthetic']
+  if len(arguments) != 1 or not names:
     known = ', '.join(n for n in sorted(DATASETS) if n != 'synthetic')
-    print(f'error: name one prepared dataset (known: {known})', file=sys.stderr)
-    sys.exit(2)
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  logging.set_verbosity(logging.WARNING)  # TFDS logs a line per file it opens
-  try:
-    path = write_statistics(names[0], _DATA_DIR.value, _MAX_EXAMPLES.value)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(f'name one prepared dataset (known: {known})')
+  path = write_statistics(names[0], flags.FLAGS.data_dir, flags.FLAGS.max_examples)
   with open(path) as f:
     print(f'{names[0]}: {json.dumps(json.load(f))}\nwritten to {path}')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, define_flags, positional_arguments=True)

@@ -9,16 +9,13 @@ writes N random JPEGs with sides of 256-400 px (ImageNet's usual sizes) as a sta
 of the config's dataset in a temporary data_dir, for when the dataset itself is not at hand.
 """
 
-import os
-import sys
 import tempfile
 import time
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags
 
+from jaxcnn import cli
 from jaxcnn import data as input_data
-from jaxcnn.errors import UserError
 
 WARMUP_BATCHES = 2
 STANDIN_SIDES = (256, 400)
@@ -49,41 +46,28 @@ def write_standin(config, data_dir: str, count: int) -> None:
       spec.eval_split: random_images(8, STANDIN_SIDES, spec.channels, spec.num_classes, seed=1)})
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    print(f"error: unexpected arguments {' '.join(argv[1:])}", file=sys.stderr)
-    sys.exit(2)
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  logging.set_verbosity(logging.WARNING)
+def define_flags() -> None:
+  cli.define_config_flag()
+  flags.DEFINE_integer('batches', 20, 'Train batches to time.')
+  flags.DEFINE_integer('standin_images', 0, 'Time a stand-in dataset of this many random '
+                       '256-400 px JPEGs instead of the real one.')
+
+
+def main(arguments: list[str]) -> None:
+  del arguments  # cli.run refuses any
   config = flags.FLAGS.config
-  try:
-    from jaxcnn import validate
-    validate.check_config(config)
-    with tempfile.TemporaryDirectory() as standin_dir:
-      if flags.FLAGS.standin_images:
-        write_standin(config, standin_dir, flags.FLAGS.standin_images)
-        config.data.data_dir = standin_dir
-      result = measure(config, flags.FLAGS.batches)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  from jaxcnn import validate
+  validate.check_config(config)
+  with tempfile.TemporaryDirectory() as standin_dir:
+    if flags.FLAGS.standin_images:
+      write_standin(config, standin_dir, flags.FLAGS.standin_images)
+      config.data.data_dir = standin_dir
+    result = measure(config, flags.FLAGS.batches)
   print(f"input pipeline: {result['images_per_sec']:.1f} images/s ({result['batches']} batches "
         f"of {result['batch_size']} in {result['seconds']:.1f} s; {config.data.name} at "
         f"{config.data.image_size}x{config.data.image_size}, augment "
         f"{tuple(config.data.augment)})")
 
 
-def define_flags() -> None:
-  """The CLI's flags; defined only when run as a program, so that importing `measure`
-  (jaxcnn.bench does) cannot clash with another program's flags."""
-  config_flags.DEFINE_config_file(
-      'config', None, 'Config file and preset: configs/NAME.py[:PRESET].', lock_config=True)
-  flags.DEFINE_integer('batches', 20, 'Train batches to time.')
-  flags.DEFINE_integer('standin_images', 0, 'Time a stand-in dataset of this many random '
-                       '256-400 px JPEGs instead of the real one.')
-  flags.mark_flags_as_required(['config'])
-
-
 if __name__ == '__main__':
-  define_flags()
-  app.run(main)
+  cli.run(main, define_flags)

@@ -1,7 +1,12 @@
-"""Model registry: every architecture is a Flax linen module registered by name.
+"""Model registry and factory: every architecture is a Flax linen module registered by name.
 
 `create_model(config.model, num_classes)` builds a model from the `model` block of a config:
 `model.name` picks the class, every other key of the block is passed as a constructor field.
+`build_model(config, num_classes, channels)` is what training and restoring use: that model,
+computing in `train.compute_dtype`, checked against the config's input size.
+
+Every model declares `min_input_size()`, the smallest image side its layers accept (see
+`layers.smallest_input`), so one check serves them all.
 """
 
 import dataclasses
@@ -10,6 +15,10 @@ import importlib
 import pkgutil
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxcnn.errors import UserError
 
 _MODELS: dict[str, type[nn.Module]] = {}
 
@@ -48,6 +57,31 @@ def create_model(model_config, num_classes: int) -> nn.Module:
     raise ValueError(f"model '{model_config.name}' has no option(s) {', '.join(unknown)}; "
                      f"its options are: {', '.join(sorted(known - {'num_classes'}))}")
   return cls(num_classes=num_classes, **fields)
+
+
+def build_model(config, num_classes: int, channels: int) -> nn.Module:
+  """The configured model, computing in `train.compute_dtype` (parameters stay float32).
+
+  Raises UserError when a model option is bad or data.image_size is below the model's
+  smallest input.
+  """
+  name = config.model.name
+  try:
+    model = create_model(config.model, num_classes).clone(
+        dtype=jnp.dtype(config.train.compute_dtype))
+    smallest = model.min_input_size()
+  except (ValueError, TypeError) as e:
+    raise UserError(f"cannot build model '{name}': {e}") from None
+  size = config.data.image_size
+  if size < smallest:
+    raise UserError(f"data.image_size={size} is too small for model '{type(model).__name__}': "
+                    f'the smallest input it accepts is {smallest}x{smallest}')
+  try:  # an option that only the layers check (an unknown activation, say) fails here
+    jax.eval_shape(lambda x: model.init(jax.random.key(0), x),
+                   jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32))
+  except (ValueError, TypeError) as e:
+    raise UserError(f"cannot build model '{name}': {str(e).splitlines()[0]}") from None
+  return model
 
 
 # Importing each family's module registers its models.

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
 from jaxcnn.models import register
-from jaxcnn.models.layers import GroupedConv, LocalResponseNorm, activation
+from jaxcnn.models.layers import (GroupedConv, LocalResponseNorm, Window, activation,
+                                  smallest_input)
 
 # The paper: weights from N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden dense
 # layers (to give ReLUs positive inputs early), 0 elsewhere. 'he' (He et al., 2015: variance
@@ -58,6 +59,10 @@ class AlexNet(nn.Module):
   initialization: str = 'paper'
   mesh_axes: tuple[str, str] | None = None  # (data, model) axis names inside shard_map
   dtype: jnp.dtype = jnp.float32
+
+  def min_input_size(self) -> int:
+    pool = Window(3 if self.overlapping_pool else 2, 2)
+    return smallest_input((Window(11, 4, self.conv1_padding), pool, Window(5, 1, 2), pool, pool))
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

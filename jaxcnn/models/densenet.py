@@ -20,10 +20,12 @@ import jax.numpy as jnp
 
 from jaxcnn.models import register
 from jaxcnn.models.conv import Conv
+from jaxcnn.models.layers import Window, smallest_input
 
 # Dense layers per block of the ImageNet nets (Table 1 of the paper).
 IMAGENET_BLOCKS = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32), 201: (6, 12, 48, 32)}
 
+TRANSITION_POOL = Window(2, 2)  # each transition halves the map (three between four blocks)
 BOTTLENECK_WIDTH = 4  # the 1x1 conv of a dense layer produces 4k maps
 COMPRESSION = 0.5  # a transition keeps half of its input maps
 
@@ -71,7 +73,7 @@ class Transition(nn.Module):
     x = Conv(int(x.shape[-1] * COMPRESSION), (1, 1), use_bias=False,
              kernel_init=self.conv_init, dtype=self.dtype, name='conv')(x)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.avg_pool(x, (2, 2), strides=(2, 2))
+    return nn.avg_pool(x, (TRANSITION_POOL.size,) * 2, strides=(TRANSITION_POOL.stride,) * 2)
 
 
 def _dense_blocks(x, block_sizes, growth_rate, dropout_rate, conv_init, dtype, train):
@@ -82,9 +84,6 @@ def _dense_blocks(x, block_sizes, growth_rate, dropout_rate, conv_init, dtype, t
                      name=f'block{i}_layer{j}')(x, train)
     if i < len(block_sizes):
       x = Transition(dropout_rate, conv_init, dtype, name=f'transition{i}')(x, train)
-  if 0 in x.shape[1:3]:
-    # Global pooling of an empty map would silently give NaN; make a too-small input an error.
-    raise ValueError(f'input too small: the last dense block gets {x.shape[1]}x{x.shape[2]} maps')
   x = nn.relu(_norm(train, dtype, 'norm_final')(x))
   return jnp.mean(x, axis=(1, 2))
 
@@ -99,6 +98,9 @@ class DenseNet(nn.Module):
   # 0 for the published ImageNet nets.
   dropout_rate: float = 0.0
   dtype: jnp.dtype = jnp.float32
+
+  def min_input_size(self) -> int:
+    return smallest_input((Window(7, 2, 3), Window(3, 2, 1), *[TRANSITION_POOL] * 3))
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -121,13 +123,16 @@ class CifarDenseNet(nn.Module):
   """DenseNet-BC for 32x32 CIFAR: three blocks of (depth - 4) / 6 bottleneck layers each.
 
   depth counts the first conv, two convs per dense layer, the two transitions and the
-  classifier. Smallest input 4x4 (two 2x2 pools).
+  classifier.
   """
   num_classes: int = 10
   depth: int = 100
   growth_rate: int = 12
   dropout_rate: float = 0.0  # the paper: 0.2 only when training without data augmentation
   dtype: jnp.dtype = jnp.float32
+
+  def min_input_size(self) -> int:
+    return smallest_input([TRANSITION_POOL] * 2)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

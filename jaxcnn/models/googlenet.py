@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from jaxcnn.models import register
 from jaxcnn.models.conv import Conv
-from jaxcnn.models.layers import LocalResponseNorm
+from jaxcnn.models.layers import LocalResponseNorm, Window, adaptive_avg_pool, smallest_input
 
 VARIANTS = ('paper', 'torchvision')
 
@@ -61,23 +61,6 @@ def max_pool_ceil(x: jax.Array, window: int, stride: int) -> jax.Array:
     windows = -(-(size - window) // stride) + 1
     pads.append((0, max(0, (windows - 1) * stride + window - size)))
   return nn.max_pool(x, (window, window), (stride, stride), padding=pads)  # pads with -inf
-
-
-def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
-  """torchvision's adaptive_avg_pool2d to size x size: bin i averages rows (and columns)
-  floor(i * n / size) to ceil((i + 1) * n / size), so any input size >= 1 works."""
-  for axis in (1, 2):
-    n = x.shape[axis]
-    bins = [jax.lax.slice_in_dim(x, i * n // size, -(-(i + 1) * n // size), axis=axis)
-            for i in range(size)]
-    x = jnp.concatenate([b.mean(axis=axis, keepdims=True) for b in bins], axis=axis)
-  return x
-
-
-def check_nonempty(x: jax.Array, where: str) -> None:
-  """Global pooling would turn an empty map into NaNs: refuse inputs too small for the net."""
-  if 0 in x.shape[1:3]:
-    raise ValueError(f'input too small: the feature map {where} is empty {x.shape}')
 
 
 class BasicConv(nn.Module):
@@ -139,7 +122,6 @@ class AuxHead(nn.Module):
       x = nn.avg_pool(x, (5, 5), strides=(3, 3))
     else:
       x = adaptive_avg_pool(x, 4)
-    check_nonempty(x, 'of the aux head')
     x = BasicConv(128, 1, self.variant, dtype=self.dtype, name='conv')(x, train)
     x = x.reshape(x.shape[0], -1)
     kernel_init, bias_init = _initializers(self.variant)
@@ -165,6 +147,14 @@ class GoogLeNet(nn.Module):
       raise ValueError(f"unknown model.variant '{self.variant}'; known: {', '.join(VARIANTS)}")
     super().__post_init__()
 
+  def min_input_size(self) -> int:
+    pool = Window(3, 2, ceil=True)
+    to_4a = (Window(7, 2, 3), pool, pool, pool)  # inception modules keep the size
+    main = (*to_4a, Window(3 if self.variant == 'paper' else 2, 2, ceil=True))
+    # The paper's aux heads pool 5x5/3 without padding (torchvision's pool adaptively).
+    aux = (*to_4a, Window(5, 3)) if self.aux_heads and self.variant == 'paper' else ()
+    return smallest_input(main, aux)
+
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False):
     paper = self.variant == 'paper'
@@ -188,7 +178,6 @@ class GoogLeNet(nn.Module):
         aux_logits.append(AuxHead(self.num_classes, self.variant, dtype=self.dtype,
                                   name=f'aux{len(aux_logits) + 1}')(x, train))
 
-    check_nonempty(x, 'after inception 5b')
     x = jnp.mean(x, axis=(1, 2))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     kernel_init, bias_init = _initializers(self.variant, classifier=True)

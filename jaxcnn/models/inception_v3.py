@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from jaxcnn.models import register
 from jaxcnn.models.conv import Conv
-from jaxcnn.models.googlenet import check_nonempty
+from jaxcnn.models.layers import Window, smallest_input
 
 
 class ConvBN(nn.Module):
@@ -153,7 +153,6 @@ class InceptionAux(nn.Module):
     x = nn.avg_pool(x, (5, 5), strides=(3, 3))
     x = ConvBN(128, (1, 1), dtype=self.dtype, name='conv0')(x, train)
     x = ConvBN(768, (5, 5), stddev=0.01, dtype=self.dtype, name='conv1')(x, train)
-    check_nonempty(x, 'of the aux head')
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.001),
                     dtype=self.dtype, name='fc')(x)
@@ -165,6 +164,12 @@ class InceptionV3(nn.Module):
   aux_head: bool = True  # the auxiliary classifier after Mixed_6e (training only)
   dropout_rate: float = 0.5
   dtype: jnp.dtype = jnp.float32
+
+  def min_input_size(self) -> int:
+    reduce = Window(3, 2)  # the unpadded 3x3/2 convs and pools; the modules keep the size
+    to_6e = (reduce, Window(3), Window(3, 1, 1), reduce, Window(3), reduce, reduce)
+    aux = (*to_6e, Window(5, 3), Window(5)) if self.aux_head else ()
+    return smallest_input((*to_6e, reduce), aux)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False):
@@ -189,7 +194,6 @@ class InceptionV3(nn.Module):
     x = InceptionD(dtype=self.dtype, name='Mixed_7a')(x, train)
     x = InceptionE(dtype=self.dtype, name='Mixed_7b')(x, train)
     x = InceptionE(dtype=self.dtype, name='Mixed_7c')(x, train)
-    check_nonempty(x, 'after Mixed_7c')
 
     x = jnp.mean(x, axis=(1, 2))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

@@ -1,10 +1,13 @@
-"""Layers that the classic papers use and Flax does not ship."""
+"""Layers that the classic papers use and Flax does not ship, and the input-size arithmetic
+by which each model declares its smallest input."""
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxcnn.models.conv import conv_general_dilated
 
@@ -78,3 +81,56 @@ class GroupedConv(nn.Module):
         for x_tower, kernel_tower in zip(jnp.split(x, self.groups, axis=-1),
                                          jnp.split(kernel, self.groups, axis=-1))]
     return jnp.concatenate(towers, axis=-1) + bias
+
+
+def _adaptive_pool_matrix(size: int, out: int) -> np.ndarray:
+  """(out, size) averaging weights of an adaptive average pool: output i averages inputs
+  floor(i * size / out) to ceil((i + 1) * size / out) - 1, so larger maps are averaged and
+  smaller ones repeated."""
+  weights = np.zeros((out, size), np.float32)
+  for i in range(out):
+    start, end = (i * size) // out, -((-(i + 1) * size) // out)
+    weights[i, start:end] = 1.0 / (end - start)
+  return weights
+
+
+def adaptive_avg_pool(x: jax.Array, out: int) -> jax.Array:
+  """Average-pools (or repeats) an NHWC map to out x out: torchvision's AdaptiveAvgPool2d."""
+  _, height, width, _ = x.shape
+  if height == width == out:
+    return x
+  rows = jnp.asarray(_adaptive_pool_matrix(height, out), x.dtype)
+  cols = jnp.asarray(_adaptive_pool_matrix(width, out), x.dtype)
+  return jnp.einsum('ih,jw,nhwc->nijc', rows, cols, x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+  """A convolution's or pooling's window along one spatial axis."""
+  size: int
+  stride: int = 1
+  padding: int = 0  # on each side
+  ceil: bool = False  # Caffe's ceil-mode pooling: a last, partial window counts
+
+  def output_size(self, size: int) -> int:
+    span = size + 2 * self.padding - self.size
+    windows = -(-span // self.stride) + 1 if self.ceil else span // self.stride + 1
+    return max(windows, 0)
+
+
+_LARGEST_INPUT = 4096
+
+
+def smallest_input(*paths: Sequence[Window]) -> int:
+  """The smallest image side for which every path of windows (the layers that change the
+  size, from the input to an output or to a branch's end) leaves a map of at least 1x1."""
+  for size in range(1, _LARGEST_INPUT + 1):
+    if all(_through(path, size) >= 1 for path in paths):
+      return size
+  raise ValueError(f'no input up to {_LARGEST_INPUT}x{_LARGEST_INPUT} fits these layers')
+
+
+def _through(path: Sequence[Window], size: int) -> int:
+  for window in path:
+    size = window.output_size(size)
+  return size

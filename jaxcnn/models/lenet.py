@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from jaxcnn.models import register
 from jaxcnn.models.conv import Conv
-from jaxcnn.models.layers import activation
+from jaxcnn.models.layers import Window, activation, smallest_input
 
 
 @register('lenet5')
@@ -19,6 +19,10 @@ class LeNet5(nn.Module):
   activation: str = 'tanh'
   batch_norm: bool = False  # BN after every conv and hidden dense layer, before the activation
   dtype: jnp.dtype = jnp.float32
+
+  def min_input_size(self) -> int:
+    conv, pool = Window(5), Window(2, 2)
+    return smallest_input((conv, pool, conv, pool))
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

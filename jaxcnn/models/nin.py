@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from jaxcnn.models import register
 from jaxcnn.models.conv import Conv
+from jaxcnn.models.layers import Window, smallest_input
 
 # (features, kernel, stride, padding) of each block's first conv; None: num_classes.
 BLOCKS = ((96, 11, 4, 0), (256, 5, 1, 2), (384, 3, 1, 1), (None, 3, 1, 1))
@@ -26,6 +27,11 @@ class NiN(nn.Module):
   num_classes: int = 1000
   dropout_rate: float = 0.5
   dtype: jnp.dtype = jnp.float32
+
+  def min_input_size(self) -> int:
+    pool = Window(3, 2)
+    convs = [Window(kernel, stride, padding) for _, kernel, stride, padding in BLOCKS]
+    return smallest_input((convs[0], pool, convs[1], pool, convs[2], pool, convs[3]))
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -43,9 +49,5 @@ class NiN(nn.Module):
                          name=f'block{block}_mlp{i}')(x))
       if block < len(BLOCKS):
         x = nn.max_pool(x, (3, 3), strides=(2, 2))
-    # Inputs under 67x67 leave an empty map, which would average to NaN without any layer
-    # failing: say so instead.
-    if 0 in x.shape[1:3]:
-      raise ValueError(f'input too small: the class block got a {x.shape[1]}x{x.shape[2]} map')
     # One map per class, averaged over space: the class scores (ReLU'd, as in d2l).
     return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)

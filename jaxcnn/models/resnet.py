@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from jaxcnn.models import register
 from jaxcnn.models.conv import Conv
+from jaxcnn.models.layers import Window, smallest_input
 
 # Convs: He et al. (2015, "Delving deep") normal init, fan_out as torchvision's ResNet
 # (kaiming_normal_(mode='fan_out')); 'normal' is untruncated, as torch's.
@@ -138,6 +139,11 @@ class ResNet(nn.Module):
   stem: str = 'imagenet'
   dtype: jnp.dtype = jnp.float32
 
+  def min_input_size(self) -> int:
+    # Every strided layer pads, so even a 1x1 image keeps a 1x1 map to the end.
+    stem = (Window(7, 2, 3), Window(3, 2, 1)) if self.stem == 'imagenet' else ()
+    return smallest_input((*stem, *[Window(3, 2, 1)] * 3))
+
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     if self.depth not in IMAGENET_DEPTHS:
@@ -163,6 +169,9 @@ class CifarResNet(nn.Module):
   depth: int = 20  # 6n + 2: the paper trains 20, 32, 44, 56, 110 (and 1202)
   shortcuts: bool = True  # False: the plain net (same layers and parameters, no skips)
   dtype: jnp.dtype = jnp.float32
+
+  def min_input_size(self) -> int:
+    return smallest_input([Window(3, 2, 1)] * 2)  # padded stride-2 convs: 1x1 is enough
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

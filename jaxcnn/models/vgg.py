@@ -11,10 +11,10 @@ VGG-11/13/16/19, and 132,868,840 / 133,053,736 / 138,365,992 / 143,678,248 with 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxcnn.models import register
 from jaxcnn.models.conv import Conv
+from jaxcnn.models.layers import Window, adaptive_avg_pool, smallest_input
 
 STAGE_WIDTHS = (64, 128, 256, 512, 512)
 # Convs per stage: Table 1's configurations A (11), B (13), D (16) and E (19 weight layers).
@@ -28,36 +28,12 @@ _CONV_INIT = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 _DENSE_INIT = nn.initializers.normal(stddev=0.01)
 
 
-def _adaptive_pool_matrix(size: int, out: int) -> np.ndarray:
-  """(out, size) averaging weights of an adaptive average pool (torch.nn.AdaptiveAvgPool2d).
-
-  Output i averages inputs floor(i * size / out) to ceil((i + 1) * size / out) - 1, so larger
-  maps are averaged and smaller ones repeated.
-  """
-  weights = np.zeros((out, size), np.float32)
-  for i in range(out):
-    start, end = (i * size) // out, -((-(i + 1) * size) // out)
-    weights[i, start:end] = 1.0 / (end - start)
-  return weights
-
-
-def adaptive_avg_pool(x: jax.Array, out: int) -> jax.Array:
-  """Average-pools (or repeats) an NHWC map to out x out: torchvision's AdaptiveAvgPool2d."""
-  _, height, width, _ = x.shape
-  if 0 in (height, width):
-    raise ValueError(f'input too small: the last max pool left a {height}x{width} map')
-  if height == width == out:
-    return x
-  rows = jnp.asarray(_adaptive_pool_matrix(height, out), x.dtype)
-  cols = jnp.asarray(_adaptive_pool_matrix(width, out), x.dtype)
-  return jnp.einsum('ih,jw,nhwc->nijc', rows, cols, x)
-
-
 @register('vgg')
 class VGG(nn.Module):
   num_classes: int = 1000
   depth: int = 16
   batch_norm: bool = False
+  hidden_units: int = 4096  # of fc6 and fc7
   dropout_rate: float = 0.5
   dtype: jnp.dtype = jnp.float32
 
@@ -67,6 +43,9 @@ class VGG(nn.Module):
       known = ', '.join(map(str, STAGE_DEPTHS))
       raise ValueError(f'unknown VGG depth {self.depth}; known: {known}')
     super().__post_init__()
+
+  def min_input_size(self) -> int:
+    return smallest_input([Window(2, 2)] * len(STAGE_WIDTHS))
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -87,7 +66,8 @@ class VGG(nn.Module):
     x = adaptive_avg_pool(x, POOLED_SIZE)
     x = x.reshape(x.shape[0], -1)  # (h, w, c) order; torchvision flattens (c, h, w)
     for name in ('fc6', 'fc7'):
-      x = nn.relu(nn.Dense(4096, kernel_init=_DENSE_INIT, dtype=self.dtype, name=name)(x))
+      x = nn.relu(nn.Dense(self.hidden_units, kernel_init=_DENSE_INIT, dtype=self.dtype,
+                           name=name)(x))
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.Dense(self.num_classes, kernel_init=_DENSE_INIT, dtype=self.dtype, name='fc8')(x)
     return x.astype(jnp.float32)

@@ -1,7 +1,13 @@
-"""The config every model starts from; files in configs/ change what their paper changes.
+"""Configs: the base config with every key, and loading config files, presets and overrides.
 
-Public keys (docs, tests and tools rely on them) are all present here with their defaults.
+`base_config()` is what every file in configs/ starts from; a file changes what its paper
+changes. Public keys (docs, tests and tools rely on them) are all present here with their
+defaults. `load('configs/NAME.py:PRESET')` is how every tool, test and experiment reads a
+config file, as `--config` does on the command line.
 """
+
+import importlib.util
+import os
 
 from ml_collections import config_dict
 
@@ -100,3 +106,42 @@ def parse_preset(arg: str | None, presets: tuple[str, ...]) -> str:
   if preset not in presets:
     raise ValueError(f"unknown preset '{preset}'; this config has: {', '.join(presets)}")
   return preset
+
+
+def load_module(path: str):
+  """A config file imported from its path, as ml_collections' --config flag imports it."""
+  spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def load(argument: str) -> config_dict.ConfigDict:
+  """The config that `--config PATH[:PRESET]` gives."""
+  path, _, preset = argument.partition(':')
+  return load_module(path).get_config(preset or None)
+
+
+def has_key(config, key: str) -> bool:
+  """Whether the dotted `key` ('section.name') names a field of `config`."""
+  *sections, field = key.split('.')
+  for section in sections:
+    config = config.get(section)
+    if not isinstance(config, config_dict.ConfigDict):
+      return False
+  return field in config
+
+
+def override(config, overrides: dict) -> config_dict.ConfigDict:
+  """`config` with {'section.key': value} overrides applied, as --config.section.key=value
+  applies them: a key the config lacks raises KeyError, a value of the wrong type TypeError."""
+  missing = [key for key in overrides if not has_key(config, key)]
+  if missing:
+    raise KeyError(f'the config has no key {missing[0]}')
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+def total_steps(config, steps_per_epoch: int) -> int:
+  """How many steps a run trains: train.num_steps, or train.num_epochs whole epochs."""
+  return config.train.num_steps or config.train.num_epochs * steps_per_epoch
