@@ -18,8 +18,8 @@ import numpy as np
 from jaxcnn import data as input_data
 from jaxcnn.models import create_model
 from jaxcnn.models.googlenet import INCEPTION_WIDTHS
-from jaxcnn.summary import load_config_module
-from jaxcnn.train import classification_loss
+from jaxcnn.config import load_module
+from jaxcnn.steps import classification_loss
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEEDS = (0, 1, 2)
@@ -34,7 +34,7 @@ def layer_norms(grads) -> dict[str, float]:
 
 
 def main() -> None:
-  config = load_config_module(os.path.join(REPO, 'configs', 'googlenet.py')).get_config()
+  config = load_module(os.path.join(REPO, 'configs', 'googlenet.py')).get_config()
   config.data.name, config.data.image_size = 'digits', SIZE
   config.data.augment, config.data.resize_size = ('resize',), 0
   config.train.batch_size = BATCH

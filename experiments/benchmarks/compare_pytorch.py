@@ -26,7 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_models  # noqa: E402
 
 from jaxcnn import bench  # noqa: E402
-from jaxcnn.summary import load_config_module, summarize_config  # noqa: E402
+from jaxcnn.config import load_module  # noqa: E402
+from jaxcnn.summary import summarize_config  # noqa: E402
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'configs')
 
@@ -48,7 +49,7 @@ BENCHMARKS = {
 
 def jax_config(preset: str, overrides: dict, batch: int):
   path, name = preset.split(':')
-  config = load_config_module(os.path.join(CONFIGS, path)).get_config(name)
+  config = load_module(os.path.join(CONFIGS, path)).get_config(name)
   with config.unlocked():
     config.data.name = 'synthetic'
     config.train.batch_size = config.eval.batch_size = batch
