@@ -62,9 +62,10 @@ def train_flops_per_image(config) -> int:
   return 3 * 2 * summarize_config(config)['macs']
 
 
-def measure_steps(config, steps: int) -> dict:
-  """Compile seconds, and train and eval step speed on batches already on the devices."""
-  import jax
+def train_stepper(config):
+  """(the set-up run, seconds to compile its train step, a function that runs `count` train
+  steps on one batch already on the devices and returns the train state after them), after
+  one warm-up step."""
   from jaxcnn import parallel, train, validate
   validate.check_config(config)
   parallel.initialize_distributed(config.distributed)
@@ -78,13 +79,21 @@ def measure_steps(config, steps: int) -> dict:
   def train_steps(count):
     nonlocal state
     for _ in range(count):
-      state, metrics = step(state, batch)
-    return metrics
-  jax.block_until_ready(train_steps(1))
+      state, _ = step(state, batch)
+    return state
+  _seconds(lambda: train_steps(1), 1)
+  return run, compile_seconds, train_steps
+
+
+def measure_steps(config, steps: int) -> dict:
+  """Compile seconds, and train and eval step speed on batches already on the devices."""
+  from jaxcnn import parallel
+  run, compile_seconds, train_steps = train_stepper(config)
   train_seconds = _seconds(lambda: train_steps(steps), 1)
 
   eval_batch = parallel.shard_batch(next(iter(run.data.eval_batches())), run.mesh)
-  jax.block_until_ready(run.eval_step(state, eval_batch))
+  state = train_steps(0)  # the state the steps left: they donate the ones before
+  _seconds(lambda: run.eval_step(state, eval_batch), 1)
   eval_seconds = _seconds(lambda: run.eval_step(state, eval_batch), steps)
   return {'compile_seconds': compile_seconds,
           'train_step_ms': 1000 * train_seconds / steps,

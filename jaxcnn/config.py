@@ -60,6 +60,9 @@ def base_config() -> config_dict.ConfigDict:
   # The models' computation dtype: 'bfloat16' is mixed precision (parameters, optimizer state
   # and the loss stay float32); 'float64' needs JAX_ENABLE_X64=1.
   config.train.compute_dtype = 'float32'
+  # On a CPU with one device, time each convolution's formulations (XLA's, oneDNN's, ...) once
+  # per machine and shape, and run the fastest (jaxcnn/tuning.py); False: XLA's convolutions.
+  config.train.conv_tuning = True
 
   config.optimizer = config_dict.ConfigDict()
   config.optimizer.learning_rate = 0.01

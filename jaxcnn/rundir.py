@@ -17,10 +17,11 @@ from jaxcnn.errors import UserError
 CONFIG_FILE = 'config.json'
 
 # What a resumed run may change: how long it trains, how it evaluates, checkpoints and
-# reports, where its data lies, and the devices it runs on. Anything else would make the
-# resumed steps those of another experiment.
+# reports, where its data lies, the devices it runs on and how it computes its convolutions.
+# Anything else would make the resumed steps those of another experiment.
 RESUMABLE_CHANGES = ('train.num_epochs', 'train.num_steps', 'train.log_every_steps', 'eval.',
-                     'checkpoint.', 'data.data_dir', 'data.download', 'distributed.', 'mesh.')
+                     'checkpoint.', 'data.data_dir', 'data.download', 'distributed.', 'mesh.',
+                     'train.conv_tuning')
 
 
 def write_run_config(workdir: str, config) -> None:

@@ -14,6 +14,7 @@ from flax.training import train_state
 
 from jaxcnn.data.recipes import CENTER_VIEW
 from jaxcnn.errors import UserError
+from jaxcnn.models import conv
 
 
 NO_NONFINITE_STEP = jnp.iinfo(jnp.int32).max  # what `first_nonfinite_step` holds while all is well
@@ -74,6 +75,19 @@ def top_k_correct(logits, labels, k: int) -> jax.Array:
   return jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1)
 
 
+def traced_with_conv_choices(step):
+  """Gives `step` a `conv_choices` keyword: the convolution formulations it is traced with
+  (jaxcnn/tuning.py picks them; without, XLA's convolutions)."""
+
+  @functools.wraps(step)
+  def traced(*args, conv_choices=None, **kwargs):
+    with conv.using(conv_choices or {}):
+      return step(*args, **kwargs)
+
+  return traced
+
+
+@traced_with_conv_choices
 def train_step(state: TrainState, batch, label_smoothing: float,
                aux_loss_weights: tuple[float, ...] = (), batch_norm_groups: int = 1):
   """One SGD step. With `batch_norm_groups` G > 1, batch norm normalizes each of G equal
@@ -125,6 +139,7 @@ def train_step(state: TrainState, batch, label_smoothing: float,
   return state, metrics
 
 
+@traced_with_conv_choices
 def eval_step(state: TrainState, batch):
   """Sums over the real (mask=True) examples of a batch; running statistics stay frozen.
 

@@ -18,7 +18,7 @@ from jax.experimental import multihost_utils
 
 from jaxcnn import config as config_lib
 from jaxcnn import data as input_data
-from jaxcnn import models, optim, parallel, rundir, steps, validate
+from jaxcnn import models, optim, parallel, rundir, steps, tuning, validate
 from jaxcnn.checkpoint import Checkpoints
 from jaxcnn.errors import UserError
 from jaxcnn.preemption import StopRequests
@@ -65,6 +65,7 @@ class Setup:
   steps_per_eval: int
   train_step: Any  # jit-compiled train_step, with the config's options; donates the state
   eval_step: Any  # jit-compiled eval_step
+  conv_choices: dict  # the convolution formulations both steps run (jaxcnn/tuning.py)
 
 
 def setup(config) -> Setup:
@@ -84,15 +85,37 @@ def setup(config) -> Setup:
   state = steps.create_train_state(config, model, tx, (1, size, size, data.channels))
   placed = parallel.place(config, model, state)
   batch_norm_groups = placed.mesh.shape['data'] if config.train.batch_norm_per_device else 1
+  train_step = functools.partial(steps.train_step, label_smoothing=config.train.label_smoothing,
+                                 aux_loss_weights=tuple(config.train.aux_loss_weights),
+                                 batch_norm_groups=batch_norm_groups)
+  conv_choices = _conv_choices(config, placed, data.channels, train_step)
   train_step = jax.jit(
-      functools.partial(steps.train_step, label_smoothing=config.train.label_smoothing,
-                        aux_loss_weights=tuple(config.train.aux_loss_weights),
-                        batch_norm_groups=batch_norm_groups),
+      functools.partial(train_step, conv_choices=conv_choices),
       in_shardings=(placed.shardings, placed.batch_sharding), out_shardings=(placed.shardings, None),
       donate_argnums=0)
-  eval_step = jax.jit(steps.eval_step, in_shardings=(placed.shardings, placed.batch_sharding))
+  eval_step = jax.jit(functools.partial(steps.eval_step, conv_choices=conv_choices),
+                      in_shardings=(placed.shardings, placed.batch_sharding))
   return Setup(placed.mesh, data, schedule, placed.state, placed.shardings, total_steps,
-               steps_per_eval, train_step, eval_step)
+               steps_per_eval, train_step, eval_step, conv_choices)
+
+
+def _conv_choices(config, placed, channels: int, train_step) -> dict:
+  """How this run's convolutions are computed: tuned on a CPU with one device when
+  train.conv_tuning is on (jaxcnn/tuning.py), else XLA's everywhere."""
+  if not (config.train.conv_tuning and placed.mesh.devices.size == 1
+          and jax.default_backend() == 'cpu'):
+    return {}
+  image = lambda batch, *views: jax.ShapeDtypeStruct(
+      (batch, *views, config.data.image_size, config.data.image_size, channels), jnp.float32)
+  labels = lambda batch: jax.ShapeDtypeStruct((batch,), jnp.int32)
+  eval_batch = config.eval.batch_size
+  views = (config.eval.crops,) if config.eval.crops > 1 else ()
+  return tuning.choose(tuning.geometries(
+      (train_step, placed.state, {'image': image(config.train.batch_size),
+                                   'label': labels(config.train.batch_size)}),
+      (steps.eval_step, placed.state, {'image': image(eval_batch, *views),
+                                       'label': labels(eval_batch),
+                                       'mask': jax.ShapeDtypeStruct((eval_batch,), bool)})))
 
 
 def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:

@@ -1,9 +1,10 @@
 """Shared fixtures: config loading, one prepared `digits` data_dir per session, the CLI runner.
 
 Nothing here downloads anything or writes outside pytest's temporary directories: the
-digits dataset is built offline from scikit-learn's copy into a session temp dir, and
+digits dataset is built offline from scikit-learn's copy into a session temp dir,
 TFDS_DATA_DIR points at a throwaway dir so that even a test that forgot to pass
-config.data.data_dir could not touch ~/tensorflow_datasets.
+config.data.data_dir could not touch ~/tensorflow_datasets, and JAXCNN_CACHE_DIR (oneDNN's
+build, convolution tuning) at one that the session's processes share.
 """
 
 import atexit
@@ -26,6 +27,10 @@ CONFIGS = REPO / 'configs'
 _FALLBACK_TFDS_DIR = tempfile.mkdtemp(prefix='jaxcnn-tests-tfds-')
 atexit.register(shutil.rmtree, _FALLBACK_TFDS_DIR, True)
 os.environ['TFDS_DATA_DIR'] = _FALLBACK_TFDS_DIR
+if 'JAXCNN_CACHE_DIR' not in os.environ:
+  _JAXCNN_CACHE = tempfile.mkdtemp(prefix='jaxcnn-tests-cache-')
+  atexit.register(shutil.rmtree, _JAXCNN_CACHE, True)
+  os.environ['JAXCNN_CACHE_DIR'] = _JAXCNN_CACHE
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # XLA's CPU compile of the models' random initializers alone takes ~6 s; the same programs
@@ -46,7 +51,11 @@ def load_config_module(name: str):
 
 
 def load_config(name: str, preset: str | None = None):
-  return load_config_module(name).get_config(preset)
+  """configs/NAME.py:PRESET, with XLA's convolutions: in-process tests check numbers that
+  must not depend on this machine's timings (tests/test_tuning.py tunes on purpose)."""
+  config = load_config_module(name).get_config(preset)
+  config.train.conv_tuning = False
+  return config
 
 
 def param_count(tree) -> int:

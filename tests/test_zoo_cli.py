@@ -36,6 +36,7 @@ def test_trains_end_to_end(preset, digits_dir, run_cli, tmp_path):
                    '--config.train.batch_size=8', '--config.eval.batch_size=120',
                    '--config.train.num_steps=2', '--config.train.log_every_steps=1',
                    '--config.eval.every_steps=2', '--config.checkpoint.every_steps=2',
+                   '--config.train.conv_tuning=False',  # timing dozens of shapes: minutes
                    *extra, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   records = [json.loads(line) for line in open(workdir / 'metrics.jsonl')]

@@ -1,101 +1,109 @@
-"""2-D convolution whose filter gradient runs as matrix products on XLA:CPU.
+"""2-D convolution whose forward pass, input gradient and filter gradient each run the
+formulation chosen for their geometry (jaxcnn/models/formulations.py).
 
-XLA:CPU computes a convolution's filter gradient as one more convolution, with the batch as
-its contraction: measured on 2 cores, 3-13 GFLOP/s against 20-60 GFLOP/s for the same layer's
-forward pass (1.3 against 26 GFLOP/s for a 1x1 conv of ResNet-50), so it dominated every
-training step. Here that gradient is taken from `conv_by_taps`, the same convolution as a sum
-over the kernel's taps, where each tap's gradient contracts a strided slice of the padded input
-with the output gradient: a plain matrix product. The forward pass and the input gradient stay
-XLA's; on every other platform so does the filter gradient (`lax.platform_dependent`), since
-cuDNN and TPUs have fast kernels of their own. The price is compile time (GoogLeNet's train
-step: 48 s instead of 35), for train steps 1.5-2.7x faster.
+XLA's CPU convolutions are several times slower than oneDNN's on small channel counts and in
+the filter gradient, and which formulation is fastest depends on the shape and the processor.
+So the choice is made by measurement (jaxcnn/tuning.py) and handed to the traced step:
+`with using(choices):` maps each Geometry to a formulation per direction. Without choices,
+every direction is XLA's. A choice other than XLA's runs on CPU only (lax.platform_dependent),
+so a step lowered for GPU or TPU holds XLA's convolutions alone.
 
 `Conv` is `nn.Conv` with this convolution; parameters and their names are unchanged.
 """
 
+import collections
+import contextlib
+import contextvars
 import functools
+from collections.abc import Iterator, Mapping
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 from jax import lax
 
-_NHWC = ('NHWC', 'HWIO', 'NHWC')
+from jaxcnn.models.formulations import DIRECTIONS, FORMULATIONS, NHWC, Geometry
+
+# Geometry -> the formulation names of (forward, input_grad, kernel_grad).
+ConvChoices = Mapping[Geometry, tuple[str, str, str]]
+
+_choices: contextvars.ContextVar[ConvChoices] = contextvars.ContextVar('conv_choices', default={})
+_seen: contextvars.ContextVar[dict | None] = contextvars.ContextVar('conv_seen', default=None)
+
+
+@contextlib.contextmanager
+def using(choices: ConvChoices) -> Iterator[None]:
+  """Convolutions traced inside run the formulations `choices` names for their geometry."""
+  token = _choices.set(choices)
+  try:
+    yield
+  finally:
+    _choices.reset(token)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[dict[Geometry, collections.Counter[str]]]:
+  """Collects the geometry of every convolution traced inside, with how many times it runs
+  each direction (the forward pass alone where nothing differentiates it)."""
+  seen = {}
+  token = _seen.set(seen)
+  try:
+    yield seen
+  finally:
+    _seen.reset(token)
 
 
 def conv_general_dilated(x, kernel, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          precision=None):
-  """`lax.conv_general_dilated`'s signature; NHWC 2-D convolutions take the fast gradient."""
+  """`lax.conv_general_dilated`'s signature; NHWC 2-D convolutions run the chosen formulations."""
   dilation = tuple(rhs_dilation or (1,) * (x.ndim - 2))
-  fast = (x.ndim == 4 and not any(d != 1 for d in lhs_dilation or ()) and
+  nhwc = (x.ndim == 4 and not any(d != 1 for d in lhs_dilation or ()) and
           lax.conv_dimension_numbers(x.shape, kernel.shape, dimension_numbers) ==
-          lax.conv_dimension_numbers(x.shape, kernel.shape, _NHWC))
-  if not fast:
+          lax.conv_dimension_numbers(x.shape, kernel.shape, NHWC))
+  if not nhwc:
     return lax.conv_general_dilated(x, kernel, window_strides, padding, lhs_dilation, rhs_dilation,
                                     dimension_numbers, feature_group_count, precision=precision)
   if isinstance(padding, str):
     window = [(k - 1) * d + 1 for k, d in zip(kernel.shape[:2], dilation)]
     padding = lax.padtype_to_pads(x.shape[1:3], window, window_strides, padding)
-  padding = tuple(tuple(pad) for pad in padding)
-  return _conv(x, kernel, tuple(window_strides), padding, dilation, feature_group_count, precision)
+  geometry = Geometry(tuple(x.shape), tuple(kernel.shape), tuple(window_strides),
+                      tuple(tuple(pad) for pad in padding), dilation, feature_group_count,
+                      jax.numpy.dtype(x.dtype).name, precision)
+  return _conv(x, kernel, geometry)
 
 
-def _lax_conv(x, kernel, strides, padding, dilation, groups, precision):
-  return lax.conv_general_dilated(x, kernel, strides, padding, rhs_dilation=dilation,
-                                  dimension_numbers=_NHWC, feature_group_count=groups,
-                                  precision=precision)
+def _run(direction: str, geometry: Geometry, x, kernel, out_grad=None):
+  if (seen := _seen.get()) is not None:
+    seen.setdefault(geometry, collections.Counter())[direction] += 1
+  name = _choices.get().get(geometry, ('xla',) * 3)[DIRECTIONS.index(direction)]
+  xla = functools.partial(getattr(FORMULATIONS['xla'], direction), g=geometry)
+  if name == 'xla':
+    return xla(x, kernel, out_grad)
+  chosen = functools.partial(getattr(FORMULATIONS[name], direction), g=geometry)
+  return lax.platform_dependent(x, kernel, out_grad, cpu=chosen, default=xla)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
-def _conv(x, kernel, strides, padding, dilation, groups, precision):
-  return _lax_conv(x, kernel, strides, padding, dilation, groups, precision)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv(x, kernel, geometry):
+  return _run('forward', geometry, x, kernel)
 
 
-def _conv_forward(x, kernel, strides, padding, dilation, groups, precision):
-  return _lax_conv(x, kernel, strides, padding, dilation, groups, precision), (x, kernel)
+def _conv_forward(x, kernel, geometry):
+  # With symbolic zeros, JAX says which operands are differentiated: the first layer's input
+  # (the images) is not, and its input gradient, the costliest direction there, is never
+  # traced, timed or run.
+  residuals = (x.value, kernel.value, x.perturbed, kernel.perturbed)
+  return _conv(x.value, kernel.value, geometry), residuals
 
 
-def _conv_backward(strides, padding, dilation, groups, precision, residuals, out_grad):
-  x, kernel = residuals
-  # Both gradients as vjps of a convolution that is linear in the differentiated input, so
-  # that JAX adds what shard_map needs (a psum over the axes the kernel is replicated on).
-  geometry = dict(strides=strides, padding=padding, dilation=dilation, groups=groups,
-                  precision=precision)
-  input_grad = jax.vjp(lambda x: _lax_conv(x, kernel, **geometry), x)[1](out_grad)[0]
-  kernel_grad_of = lambda conv: lambda g: jax.vjp(lambda k: conv(x, k, **geometry), kernel)[1](g)[0]
-  kernel_grad = lax.platform_dependent(out_grad, cpu=kernel_grad_of(conv_by_taps),
-                                       default=kernel_grad_of(_lax_conv))
-  return input_grad, kernel_grad
+def _conv_backward(geometry, residuals, out_grad):
+  x, kernel, input_differentiated, kernel_differentiated = residuals
+  if isinstance(out_grad, jax.custom_derivatives.SymbolicZero):  # the output is never used
+    return None, None
+  return (_run('input_grad', geometry, x, kernel, out_grad) if input_differentiated else None,
+          _run('kernel_grad', geometry, x, kernel, out_grad) if kernel_differentiated else None)
 
 
-_conv.defvjp(_conv_forward, _conv_backward)
-
-
-def conv_by_taps(x, kernel, strides, padding, dilation, groups, precision):
-  """The convolution as a sum of one matrix product per kernel tap.
-
-  Slower forward than XLA's convolution, but its transpose in the kernel, the filter
-  gradient, is one (input window) x (output gradient) matrix product per tap.
-  """
-  kernel_h, kernel_w, group_in, out_features = kernel.shape
-  padded = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
-  batch, height, width, channels = padded.shape
-  out_h = (height - dilation[0] * (kernel_h - 1) - 1) // strides[0] + 1
-  out_w = (width - dilation[1] * (kernel_w - 1) - 1) // strides[1] + 1
-  out = 0
-  for i in range(kernel_h):
-    for j in range(kernel_w):
-      top, left = i * dilation[0], j * dilation[1]
-      # The input pixels that tap (i, j) multiplies into each output pixel.
-      window = lax.slice(padded, (0, top, left, 0),
-                         (batch, top + strides[0] * (out_h - 1) + 1,
-                          left + strides[1] * (out_w - 1) + 1, channels),
-                         (1, strides[0], strides[1], 1))
-      window = window.reshape(batch, out_h, out_w, groups, group_in)
-      tap = kernel[i, j].reshape(group_in, groups, out_features // groups)
-      out = out + jnp.einsum('bhwgc,cgo->bhwgo', window, tap, precision=precision)
-  return out.reshape(batch, out_h, out_w, out_features)
-
+_conv.defvjp(_conv_forward, _conv_backward, symbolic_zeros=True)
 
 Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
