@@ -121,6 +121,11 @@ ffi::Error Run(const Geometry& g, Direction direction,
                void* filters_data) {
   try {
     const Primitive& p = Cached(g, direction);
+    // One convolution at a time: each spreads over every core with OpenMP, and XLA may call
+    // two at once from its own threads; two OpenMP teams then share the cores, and oneDNN's
+    // spin barriers inside a team wait for threads that the other team holds.
+    static std::mutex one_at_a_time;
+    std::lock_guard<std::mutex> lock(one_at_a_time);
     dnnl::stream stream(Engine());
     memory hwio(g.Filters(), Engine(), filters_data);
     memory used = p.to_filters ? memory(p.filters, Engine()) : hwio;
