@@ -87,7 +87,16 @@ class Checkpoints:
     """Blocks until every save so far is committed; raises WriteError if one failed."""
     step, self.unconfirmed_step = self.unconfirmed_step, None
     with self._saving(step):
-      self.manager.wait_until_finished()
+      # orbax keeps a failed save's error in two places (the save's finalizing thread and the
+      # checkpointer) and raises each once: take both now, so that closing is clean later.
+      failures = []
+      for check in (self.manager.wait_until_finished, self.manager.check_for_errors):
+        try:
+          check()
+        except Exception as e:  # noqa: BLE001
+          failures.append(e)
+      if failures:
+        raise failures[0]
 
   def _restore_step(self, like, step: int, partial: bool):
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)

@@ -24,7 +24,8 @@ def file_name(process_index: int) -> str:
 
 class _LogFile:
   """The log file, line-buffered so that its lines are there when a run is killed. Lines that
-  a full disk refuses are lost: they must not end the run, nor reach the console."""
+  a full disk refuses, or that come after Python closed the file at exit, are lost: they must
+  not end the run, nor reach the console."""
 
   def __init__(self, path: str):
     try:
@@ -33,15 +34,15 @@ class _LogFile:
       self.file = open(os.devnull, 'w')
 
   def write(self, text: str) -> None:
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, ValueError):
       self.file.write(text)
 
   def flush(self) -> None:
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, ValueError):
       self.file.flush()
 
   def close(self) -> None:
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, ValueError):
       self.file.close()
 
 

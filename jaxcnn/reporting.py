@@ -12,7 +12,6 @@ import json
 import os
 
 import jax
-from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from jaxcnn import rundir
@@ -76,6 +75,9 @@ class Reporter:
       with writing(f'writing {self.path}', start_step):
         rundir.write_atomically(self.path, ''.join(json.dumps(r) + '\n' for r in kept))
         self.metrics = open(self.path, 'ab', buffering=0)  # unbuffered: a write is one write(2)
+      # Imported here: tensorboardX imports PyTorch where it is installed (2 s), which a run
+      # refused at its start need not wait for.
+      from tensorboardX import SummaryWriter
       with writing(f'writing {self.events}', start_step):
         self.tensorboard = SummaryWriter(self.events)
 
