@@ -128,7 +128,8 @@ def _opened_workdir(config, workdir: str, start_over: bool):
     raise problem
   if aside:
     print(f'moved the previous run in {workdir} to {aside}')
-  with lock, library_log.to_file(os.path.join(workdir, library_log.file_name(jax.process_index()))):
+  log = os.path.join(workdir, library_log.file_name(jax.process_index()))
+  with lock, library_log.to_file(log):
     yield
 
 
@@ -154,9 +155,9 @@ def train_and_evaluate(config, workdir: str, start_over: bool = False) -> dict:
       with Checkpoints(workdir, config.checkpoint.keep) as checkpoints:
         return _train(config, workdir, run, checkpoints)
     except WriteError as e:  # a full disk, a lost permission: earlier checkpoints are intact
-      raise UserError(f'{e}; {checkpoints.last_good()}; free space there, lower '
-                      'checkpoint.keep, or pass another --workdir, then rerun the same command '
-                      'to resume') from None
+      raise UserError(f'{e}; {checkpoints.last_good()}; free space or restore write '
+                      'permission there, lower checkpoint.keep, or pass another --workdir, then '
+                      'rerun the same command to resume') from None
 
 
 def _train(config, workdir: str, run: Setup, checkpoints: Checkpoints) -> dict:

@@ -144,8 +144,8 @@ def test_a_killed_run_is_taken_over_its_torn_line_dropped_and_it_resumes_quietly
 def full_disk_error(workdir, step: int, last_good: int) -> str:
   return (f'error: saving the checkpoint in {workdir}/checkpoints failed at step {step} (No '
           f'space left on device); the last good checkpoint, step {last_good}, is in '
-          f'{workdir}/checkpoints; free space there, lower checkpoint.keep, or pass another '
-          '--workdir, then rerun the same command to resume')
+          f'{workdir}/checkpoints; free space or restore write permission there, lower '
+          'checkpoint.keep, or pass another --workdir, then rerun the same command to resume')
 
 
 def test_a_full_disk_while_saving_a_checkpoint_ends_the_run_in_one_line(
