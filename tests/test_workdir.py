@@ -288,12 +288,25 @@ def test_a_file_written_atomically_is_old_or_new_never_a_part(tmp_path, monkeypa
   assert path.read_text() == 'new' and os.listdir(tmp_path) == ['config.json']
 
 
-def test_a_metrics_file_on_a_full_disk_is_a_write_error(tmp_path):
-  reporter = Reporter(str(tmp_path), total_steps=10, start_step=0)
-  with reporter:
-    reporter.metrics = open('/dev/full', 'ab', buffering=0)  # every write: ENOSPC
-    with pytest.raises(WriteError) as error:
-      reporter.write({'step': 5, 'split': 'eval', 'loss': 1.0, 'top1': 0.5, 'top5': 0.9})
-  assert str(error.value) == (f'writing {tmp_path}/metrics.jsonl failed at step 5 (No space '
-                              'left on device)')
+def put_metrics_on_a_full_disk(reporter, monkeypatch) -> None:
+  monkeypatch.setattr(reporter, 'metrics', open('/dev/full', 'ab', buffering=0))
 
+
+def put_events_on_a_full_disk(reporter, monkeypatch) -> None:
+  # tensorboardX's buffered file of events, whose flush meets the full disk (put back after
+  # the test, for tensorboardX's clean-up at exit).
+  events = reporter.tensorboard._get_file_writer().event_writer._ev_writer._py_recordio_writer
+  monkeypatch.setattr(events, '_writer', open('/dev/full', 'wb'))
+
+
+@pytest.mark.parametrize('fill, failed', [(put_metrics_on_a_full_disk, 'metrics.jsonl'),
+                                          (put_events_on_a_full_disk, 'tensorboard')])
+def test_a_reporter_on_a_full_disk_raises_a_write_error(tmp_path, monkeypatch, fill, failed):
+  reporter = Reporter(str(tmp_path), total_steps=10, start_step=0)
+  record = {'step': 5, 'split': 'eval', 'loss': 1.0, 'top1': 0.5, 'top5': 0.9}
+  with pytest.raises(WriteError) as error:
+    with reporter:
+      fill(reporter, monkeypatch)
+      reporter.write(record)
+  assert str(error.value) == (f'writing {tmp_path}/{failed} failed at step 5 (No space left on '
+                              'device)')
