@@ -16,7 +16,8 @@ from jaxcnn.errors import UserError
 from jaxcnn.models import model_class
 
 
-# Counts, sizes and lengths: (key, smallest value, what 0 means where 0 is allowed).
+# Counts, sizes and lengths: (key, smallest value, what 0 means where 0 is allowed). The
+# model keys are checked where the model has them.
 COUNTS = (('train.batch_size', 1, None), ('eval.batch_size', 1, None),
           ('data.image_size', 1, None), ('data.shuffle_buffer', 1, None),
           ('data.resize_size', 0, 'resize the whole image'),
@@ -24,7 +25,9 @@ COUNTS = (('train.batch_size', 1, None), ('eval.batch_size', 1, None),
           ('train.log_every_steps', 1, None),
           ('eval.every_steps', 0, 'after every epoch'), ('checkpoint.every_steps', 1, None),
           ('checkpoint.keep', 1, None), ('optimizer.plateau_patience', 1, None),
-          ('optimizer.warmup_epochs', 0, None), ('distributed.num_processes', 1, None))
+          ('optimizer.warmup_epochs', 0, None), ('distributed.num_processes', 1, None),
+          ('model.hidden_units', 1, None), ('model.towers', 1, None),
+          ('model.growth_rate', 1, None), ('model.conv1_padding', 0, None))
 
 
 def _require(condition: bool, message: str) -> None:
@@ -44,7 +47,7 @@ def check_config(config) -> None:
   train, opt = config.train, config.optimizer
   for key, smallest, zero_means in COUNTS:
     section, name = key.split('.')
-    value = config[section][name]
+    value = config[section].get(name, smallest)
     _require(value >= smallest, f'{key}={value} must be {"> 0" if smallest else ">= 0"}'
              + (f' (0: {zero_means})' if zero_means else ''))
   _require(train.num_steps > 0 or train.num_epochs > 0,
