@@ -3,6 +3,8 @@ them: a second run on a busy workdir is refused, a killed run's lock is taken ov
 metrics line is dropped, a full disk ends a run in one line and the run resumes afterwards,
 each time to the parameters of a run that met no fault."""
 
+import errno
+import io
 import json
 import os
 import random
@@ -292,11 +294,18 @@ def put_metrics_on_a_full_disk(reporter, monkeypatch) -> None:
   monkeypatch.setattr(reporter, 'metrics', open('/dev/full', 'ab', buffering=0))
 
 
+class BufferOnAFullDisk(io.BytesIO):
+  """A buffered file on a full disk: writes fill the buffer, each flush fails."""
+
+  def flush(self):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
 def put_events_on_a_full_disk(reporter, monkeypatch) -> None:
-  # tensorboardX's buffered file of events, whose flush meets the full disk (put back after
-  # the test, for tensorboardX's clean-up at exit).
+  # tensorboardX's buffered file of events, which its writer thread fills and Reporter.write
+  # flushes (put back after the test, for tensorboardX's clean-up at exit).
   events = reporter.tensorboard._get_file_writer().event_writer._ev_writer._py_recordio_writer
-  monkeypatch.setattr(events, '_writer', open('/dev/full', 'wb'))
+  monkeypatch.setattr(events, '_writer', BufferOnAFullDisk())
 
 
 @pytest.mark.parametrize('fill, failed', [(put_metrics_on_a_full_disk, 'metrics.jsonl'),
