@@ -10,6 +10,7 @@ A checkpoint damaged afterwards (a truncated file) is skipped with a warning, an
 `Checkpoints` moves it to WORKDIR/unreadable_checkpoints/ so that nothing is deleted.
 """
 
+import contextlib
 import os
 import shutil
 import sys
@@ -18,9 +19,8 @@ import jax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from jaxcnn.errors import UserError
-
-DIRECTORY = 'checkpoints'
+from jaxcnn.errors import UserError, WriteError, reason, warn
+from jaxcnn.rundir import CHECKPOINTS as DIRECTORY
 
 
 def saved_steps(workdir: str) -> list[int]:
@@ -33,7 +33,7 @@ def saved_steps(workdir: str) -> list[int]:
 
 def _warn(message: str) -> None:
   if jax.process_index() == 0:
-    print(f'warning: {message}', file=sys.stderr, flush=True)
+    warn(message)
 
 
 class Checkpoints:
@@ -43,6 +43,7 @@ class Checkpoints:
     self.workdir = os.path.abspath(workdir)
     self.directory = os.path.join(self.workdir, DIRECTORY)
     self.writable = create
+    self.unconfirmed_step = None  # of the save under way, if any
     if not create and not os.path.isdir(self.directory):
       raise UserError(f'{workdir} has no checkpoints/ directory: no checkpoint was saved there')
     self.manager = ocp.CheckpointManager(
@@ -53,17 +54,49 @@ class Checkpoints:
   def latest_step(self) -> int | None:
     return max(self.all_steps(), default=None)
 
+  def last_good(self) -> str:
+    """Where a stopped run stands: its latest committed checkpoint, in words."""
+    last = self.latest_step()
+    return (f'the last good checkpoint, step {last}, is in {self.directory}' if last is not None
+            else 'no checkpoint had been saved before it')
+
   def all_steps(self) -> list[int]:
     return saved_steps(self.workdir)
 
+  @contextlib.contextmanager
+  def _saving(self, step: int):
+    """Turns orbax's failure to save `step` (a full disk, a lost permission: tensorstore's
+    errors come as several types) into a WriteError."""
+    try:
+      yield
+    except Exception as e:  # noqa: BLE001
+      raise WriteError(f'saving the checkpoint in {self.directory}', step, reason(e)) from None
+
   def save(self, state) -> None:
+    """Starts saving `state` in the background. Raises WriteError if this save, or the one
+    before it, fails."""
     step = int(state.step)
-    if step not in self.all_steps():
+    if step in self.all_steps():
+      return
+    self.wait()  # orbax waits for the previous save anyway; its failure is reported as its own
+    with self._saving(step):
       self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+    self.unconfirmed_step = step
 
   def wait(self) -> None:
-    """Blocks until every save so far is committed."""
-    self.manager.wait_until_finished()
+    """Blocks until every save so far is committed; raises WriteError if one failed."""
+    step, self.unconfirmed_step = self.unconfirmed_step, None
+    with self._saving(step):
+      # orbax keeps a failed save's error in two places (the save's finalizing thread and the
+      # checkpointer) and raises each once: take both now, so that closing is clean later.
+      failures = []
+      for check in (self.manager.wait_until_finished, self.manager.check_for_errors):
+        try:
+          check()
+        except Exception as e:  # noqa: BLE001
+          failures.append(e)
+      if failures:
+        raise failures[0]
 
   def _restore_step(self, like, step: int, partial: bool):
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
@@ -101,13 +134,13 @@ class Checkpoints:
         return self._restore_step(like, step, partial)
       except Exception as e:  # noqa: BLE001  (orbax and tensorstore raise many kinds)
         raise UserError(f'checkpoint at step {step} in {self.directory} is unreadable '
-                        f'({_first_line(e)}); pick another step: {steps}') from None
+                        f'({reason(e)}); pick another step: {steps}') from None
     for candidate in reversed(steps):
       try:
         return self._restore_step(like, candidate, partial)
       except Exception as e:  # noqa: BLE001
         where = self._set_aside(candidate) if self.writable else 'left in place'
-        _warn(f'checkpoint at step {candidate} is unreadable ({_first_line(e)}); skipped it '
+        _warn(f'checkpoint at step {candidate} is unreadable ({reason(e)}); skipped it '
               f'({where})')
     raise UserError(f'no readable checkpoint in {self.directory} (steps {steps} all failed); '
                     'start over in a new --workdir')
@@ -126,10 +159,19 @@ class Checkpoints:
     return f'moved to {target}'
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    """Waits for the last save (WriteError if it failed) and stops orbax's threads."""
+    try:
+      self.wait()
+    finally:
+      self.manager.close()
 
+  def __enter__(self):
+    return self
 
-def _first_line(error: Exception) -> str:
-  text = str(error).strip()
-  return (text.splitlines()[0][:200] if text else type(error).__name__)
+  def __exit__(self, error_type, *_):
+    """Closes; after a run that failed, a second failure would only hide the first."""
+    if error_type is None:
+      self.close()
+    else:
+      with contextlib.suppress(WriteError):
+        self.close()

@@ -31,9 +31,9 @@ from absl import flags
 from jaxcnn import cli
 from jaxcnn import config as config_lib
 from jaxcnn.checkpoint import saved_steps
-from jaxcnn.errors import UserError
+from jaxcnn.errors import UserError, reason
 from jaxcnn.reporting import read_metrics
-from jaxcnn.rundir import CONFIG_FILE, read_run_config
+from jaxcnn.rundir import CONFIG_FILE, RunLock, read_run_config, write_atomically
 
 MARKER = 'sweep.json'
 # The metrics plotted, one PNG each: (file name, title, split, key). Top-1 is drawn as error;
@@ -90,8 +90,12 @@ def read_marker(workdir: str) -> dict:
   path = os.path.join(workdir, MARKER)
   if not os.path.exists(path):
     return {}
-  with open(path) as f:
-    return json.load(f)
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except ValueError as e:
+    raise UserError(f'{path} is damaged ({reason(e)}); delete it, and the sweep runs (or '
+                    'resumes) that variant again') from None
 
 
 def total_steps(workdir: str, train_records: list[dict]) -> int | None:
@@ -143,8 +147,7 @@ def run_variant(command: list[str], workdir: str) -> dict:
     status = 'ok' if run_finished(workdir) else f'stopped: {closing_line(output)}'
   marker = {'command': command, 'status': status,  # a resumed run adds the earlier attempts' time
             'wall_s': previous.get('wall_s', 0.0) + time.perf_counter() - start}
-  with open(os.path.join(workdir, MARKER), 'w') as f:
-    json.dump(marker, f, indent=2)
+  write_atomically(os.path.join(workdir, MARKER), json.dumps(marker, indent=2))
   return marker
 
 
@@ -256,15 +259,15 @@ def run_sweep(config, config_argument: str, sweep_name: str, workdir: str, fixed
     marker = run_variant(command, variant_dir)
     print(f"{name}: {marker['status']} after {marker['wall_s']:.0f} s", flush=True)
 
-  with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-    list(pool.map(run, jobs))
-
-  os.makedirs(results_dir, exist_ok=True)
-  rows = [result_row(name, overrides, os.path.join(workdir, name), target)
-          for name, overrides, _ in jobs]
-  write_tables(rows, results_dir)
-  curves = {name: read_metrics(os.path.join(workdir, name)) for name, _, _ in jobs}
-  write_plots(curves, results_dir, sweep_name)
+  with RunLock(workdir):  # one sweep at a time in a directory; each run locks its own
+    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+      list(pool.map(run, jobs))
+    os.makedirs(results_dir, exist_ok=True)
+    rows = [result_row(name, overrides, os.path.join(workdir, name), target)
+            for name, overrides, _ in jobs]
+    write_tables(rows, results_dir)
+    curves = {name: read_metrics(os.path.join(workdir, name)) for name, _, _ in jobs}
+    write_plots(curves, results_dir, sweep_name)
   return rows
 
 
@@ -284,7 +287,8 @@ def main(arguments: list[str]) -> int:
   del arguments  # cli.run refuses any
   options = flags.FLAGS
   config_argument = cli.config_argument()
-  workdir = options.workdir or f'{cli.default_workdir(config_argument)}-{options.sweep}'
+  workdir = (options.workdir if options.workdir is not None
+             else f'{cli.default_workdir(config_argument)}-{options.sweep}')
   results_dir = options.results_dir or workdir
   fixed = [a for a in sys.argv[1:] if a.startswith('--config.')]
   rows = run_sweep(options.config, config_argument, options.sweep, workdir, fixed,

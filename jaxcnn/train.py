@@ -9,18 +9,20 @@ train state, and its placement on the device mesh with the jit-compiled steps.
 import contextlib
 import dataclasses
 import functools
+import os
 import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import multihost_utils
 
 from jaxcnn import config as config_lib
 from jaxcnn import data as input_data
-from jaxcnn import models, optim, parallel, rundir, steps, tuning, validate
+from jaxcnn import library_log, models, optim, parallel, rundir, steps, tuning, validate
 from jaxcnn.checkpoint import Checkpoints
-from jaxcnn.errors import UserError
+from jaxcnn.errors import UserError, WriteError, writing
 from jaxcnn.preemption import StopRequests
 from jaxcnn.reporting import Reporter, read_metrics
 
@@ -131,25 +133,37 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
           **evaluate(run.eval_step, state, run.data, run.mesh)}
 
 
-def _open_workdir(config, workdir: str, start_over: bool) -> None:
-  aside = rundir.open_workdir(config, workdir, start_over, jax.process_index() == 0)
-  if aside and jax.process_index() == 0:
+@contextlib.contextmanager
+def _opened_workdir(config, workdir: str, start_over: bool):
+  """Holds the workdir's lock for the block (process 0 takes it for all processes), with the
+  libraries' log lines going to the workdir."""
+  lock, aside, problem = contextlib.nullcontext(), None, None
+  if jax.process_index() == 0:
+    try:
+      lock, aside = rundir.open_workdir(config, workdir, start_over)
+    except UserError as e:
+      problem = e
+  if jax.process_count() > 1:  # the others wait for process 0's lock, or fail with it
+    failed = multihost_utils.broadcast_one_to_all(np.int32(problem is not None))
+    if failed and problem is None:
+      raise UserError(f'process 0 could not open workdir {workdir}; its error line says why')
+  if problem:
+    raise problem
+  if aside:
     print(f'moved the previous run in {workdir} to {aside}')
-  if aside and jax.process_count() > 1:
-    multihost_utils.sync_global_devices('start over')
+  log = os.path.join(workdir, library_log.file_name(jax.process_index()))
+  with lock, library_log.to_file(log):
+    yield
 
 
 def _stop_if_nonfinite(first_nonfinite_step: int, checkpoints: Checkpoints) -> None:
   if first_nonfinite_step == steps.NO_NONFINITE_STEP:
     return
   checkpoints.wait()
-  last = checkpoints.latest_step()
-  good = (f'the last good checkpoint, step {last}, is in {checkpoints.directory}'
-          if last is not None else 'no checkpoint had been saved before it')
   raise UserError(f'the loss or the parameters became non-finite (NaN or inf) at step '
-                  f'{first_nonfinite_step}; nothing after it was saved and {good}; lower '
-                  'optimizer.learning_rate, or pass --config.train.skip_nonfinite_steps=True '
-                  'to skip such steps')
+                  f'{first_nonfinite_step}; nothing after it was saved and '
+                  f'{checkpoints.last_good()}; lower optimizer.learning_rate, or pass '
+                  '--config.train.skip_nonfinite_steps=True to skip such steps')
 
 
 def train_and_evaluate(config, workdir: str, start_over: bool = False) -> dict:
@@ -157,21 +171,31 @@ def train_and_evaluate(config, workdir: str, start_over: bool = False) -> dict:
   eval metrics ({} when a signal stopped the run early, after saving a checkpoint)."""
   validate.check_config(config)
   parallel.initialize_distributed(config.distributed)
-  _open_workdir(config, workdir, start_over)
+  rundir.check_workdir(config, workdir, start_over, lock_holder=jax.process_index() == 0)
   run = setup(config)
+  with _opened_workdir(config, workdir, start_over):
+    try:
+      with Checkpoints(workdir, config.checkpoint.keep) as checkpoints:
+        return _train(config, workdir, run, checkpoints)
+    except WriteError as e:  # a full disk, a lost permission: earlier checkpoints are intact
+      raise UserError(f'{e}; {checkpoints.last_good()}; free space or restore write '
+                      'permission there, lower checkpoint.keep, or pass another --workdir, then '
+                      'rerun the same command to resume') from None
+
+
+def _train(config, workdir: str, run: Setup, checkpoints: Checkpoints) -> dict:
   mesh, data, total_steps = run.mesh, run.data, run.total_steps
-  checkpoints = Checkpoints(workdir, config.checkpoint.keep)
   state = checkpoints.restore(run.state) if checkpoints.all_steps() else run.state
   start_step = int(state.step)
   if start_step >= total_steps:
-    checkpoints.close()
     evals = [r for r in read_metrics(workdir) if r['split'] == 'eval']
     final = evals[-1] if evals else {}
     print(f'run already finished at step {start_step} of {total_steps}; nothing to do. '
           + (_final_line(final, workdir) if final else f'workdir {workdir}'))
     return final
   if start_step == 0 and jax.process_index() == 0:
-    rundir.write_run_config(workdir, config)
+    with writing(f'writing {os.path.join(workdir, rundir.CONFIG_FILE)}', 0):
+      rundir.write_run_config(workdir, config)
 
   reporter = Reporter(workdir, total_steps, start_step)
   progress = f'resuming from checkpoint at step {start_step} of' if start_step else 'training for'
@@ -181,7 +205,7 @@ def train_and_evaluate(config, workdir: str, start_over: bool = False) -> dict:
   timed_steps, timer, paused = 0, time.perf_counter(), 0.0
   final = {}
 
-  with StopRequests() as stop, contextlib.closing(reporter), contextlib.closing(checkpoints):
+  with StopRequests() as stop, reporter:
     for step in range(start_step + 1, total_steps + 1):  # `step` counts steps done, as state.step
       state, _ = run.train_step(state, next(batches))
       timed_steps += 1
@@ -227,5 +251,6 @@ def train_and_evaluate(config, workdir: str, start_over: bool = False) -> dict:
                        f'{checkpoints.directory}; rerun the same command to resume')
         return {}
 
+  checkpoints.wait()  # the final checkpoint is committed before the run says it is done
   print(_final_line(final, workdir))
   return final

@@ -16,6 +16,20 @@ from jaxcnn.errors import UserError
 from jaxcnn.models import model_class
 
 
+# Counts, sizes and lengths: (key, smallest value, what 0 means where 0 is allowed). The
+# model keys are checked where the model has them.
+COUNTS = (('train.batch_size', 1, None), ('eval.batch_size', 1, None),
+          ('data.image_size', 1, None), ('data.shuffle_buffer', 1, None),
+          ('data.resize_size', 0, 'resize the whole image'),
+          ('train.num_steps', 0, 'use num_epochs'), ('train.num_epochs', 0, None),
+          ('train.log_every_steps', 1, None),
+          ('eval.every_steps', 0, 'after every epoch'), ('checkpoint.every_steps', 1, None),
+          ('checkpoint.keep', 1, None), ('optimizer.plateau_patience', 1, None),
+          ('optimizer.warmup_epochs', 0, None), ('distributed.num_processes', 1, None),
+          ('model.hidden_units', 1, None), ('model.towers', 1, None),
+          ('model.growth_rate', 1, None), ('model.conv1_padding', 0, None))
+
+
 def _require(condition: bool, message: str) -> None:
   if not condition:
     raise UserError(message)
@@ -31,16 +45,19 @@ def check_config(config) -> None:
            + (f"did you mean '{close[0]}'? " if close else '')
            + f"known: {', '.join(sorted(DATASETS))}")
   train, opt = config.train, config.optimizer
-  _require(train.batch_size > 0, f'train.batch_size={train.batch_size} must be > 0')
-  _require(config.eval.batch_size > 0, f'eval.batch_size={config.eval.batch_size} must be > 0')
-  _require(config.data.image_size > 0, f'data.image_size={config.data.image_size} must be > 0')
-  _require(train.num_steps >= 0, f'train.num_steps={train.num_steps} must be >= 0 (0: use num_epochs)')
+  for key, smallest, zero_means in COUNTS:
+    section, name = key.split('.')
+    value = config[section].get(name, smallest)
+    _require(value >= smallest, f'{key}={value} must be {"> 0" if smallest else ">= 0"}'
+             + (f' (0: {zero_means})' if zero_means else ''))
   _require(train.num_steps > 0 or train.num_epochs > 0,
            f'train.num_epochs={train.num_epochs} must be > 0 when train.num_steps is 0')
-  for key in ('train.log_every_steps', 'checkpoint.every_steps', 'checkpoint.keep'):
-    section, name = key.split('.')
-    _require(config[section][name] > 0, f'{key}={config[section][name]} must be > 0')
-  _require(config.eval.every_steps >= 0, f'eval.every_steps={config.eval.every_steps} must be >= 0')
+  _require(0 < opt.plateau_min_scale <= 1,
+           f'optimizer.plateau_min_scale={opt.plateau_min_scale} must be in (0, 1]')
+  processes = config.distributed.num_processes
+  _require(0 <= config.distributed.process_id < processes,
+           f'distributed.process_id={config.distributed.process_id} must be in [0, '
+           f'distributed.num_processes={processes})')
   _require(opt.learning_rate > 0, f'optimizer.learning_rate={opt.learning_rate} must be > 0')
   _require(0 <= opt.momentum < 1, f'optimizer.momentum={opt.momentum} must be in [0, 1)')
   _require(opt.weight_decay >= 0, f'optimizer.weight_decay={opt.weight_decay} must be >= 0')

@@ -12,12 +12,14 @@ import fcntl
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,3 +178,34 @@ def run_cli():
                           capture_output=True, text=True, timeout=timeout)
 
   return run
+
+
+# What a run leaves in its workdir, read back independently of jaxcnn's own readers.
+
+def committed_steps(workdir) -> list[int]:
+  """Steps of the finished checkpoints (orbax writes into a temporary name, then renames)."""
+  directory = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(name) for name in os.listdir(directory) if re.fullmatch(r'\d+', name))
+
+
+def records(workdir, split):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  return [{k: v for k, v in r.items() if k != 'images_per_sec'} for r in rows
+          if r['split'] == split]
+
+
+def saved_state(workdir, step=None):
+  """The state saved at `step` (default: the last), read back with orbax as numpy arrays."""
+  import orbax.checkpoint as ocp
+  step = step or committed_steps(workdir)[-1]
+  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'), item_names=('state',)) as m:
+    state = m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+  return step, state
+
+
+def leaves(tree):
+  import jax
+  return [np.asarray(leaf) for leaf in jax.tree.leaves(tree)]

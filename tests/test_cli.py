@@ -51,6 +51,12 @@ MISTAKES = [
     ('model_axis_on_non_alexnet', [f'--config={LENET}', SYNTHETIC, '--config.mesh.model=2'],
      ['mesh.model=2', 'alexnet'], FOUR_DEVICES),
     ('unexpected_argument', [f'--config={LENET}', 'extra.png'], ['extra.png', '--config.KEY']),
+    ('empty_workdir', [f'--config={LENET}', '--workdir='], ["--workdir '' is empty"]),
+    ('blank_workdir', [f'--config={LENET}', '--workdir=  '], ["--workdir '  ' is empty"]),
+    ('negative_plateau_patience', [f'--config={LENET}', '--config.optimizer.plateau_patience=-1'],
+     ['optimizer.plateau_patience=-1', '> 0']),
+    ('unusable_data_dir', [f'--config={LENET}', '--config.data.data_dir=/proc/nope'],
+     ['data_dir /proc/nope cannot be used', 'No such file or directory']),
 ]
 
 @pytest.mark.parametrize('args, words, env', [(m[1], m[2], m[3] if len(m) > 3 else None)
@@ -131,6 +137,20 @@ def test_workdir_of_another_run_is_refused_untouched(tmp_path, run_cli):
                          '--start_over')
   assert sorted(str(p.relative_to(workdir)) for p in workdir.rglob('*')) == before
   assert json.loads((workdir / 'config.json').read_text()) == saved
+
+
+def test_damaged_config_json_is_one_line_and_left_as_it_is(tmp_path, run_cli):
+  workdir = tmp_path / 'run'
+  (workdir / 'checkpoints' / '100').mkdir(parents=True)
+  (workdir / 'config.json').write_text('{"seed": 0, "model": {"na')  # as an editor may leave it
+  result = run_cli(tmp_path, f'--config={LENET}', f'--workdir={workdir}', SYNTHETIC, timeout=120)
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.splitlines() == [
+      f'error: {workdir}/config.json is damaged (Unterminated string starting at: line 1 column '
+      '23 (char 22)); put back a copy of the config.json the run wrote, or train afresh with '
+      'jaxcnn.main --start_over, which moves the run aside']
+  assert (workdir / 'config.json').read_text() == '{"seed": 0, "model": {"na'
+  assert sorted(os.listdir(workdir)) == ['checkpoints', 'config.json']
 
 
 def test_unwritable_workdir_is_refused(tmp_path, run_cli):

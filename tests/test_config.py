@@ -4,6 +4,7 @@ import pytest
 
 from conftest import load_config, load_config_module
 from jaxcnn import validate
+from jaxcnn.errors import UserError
 
 PUBLIC_KEYS = ('model.name', 'data.name', 'data.data_dir', 'data.image_size', 'train.batch_size',
                'train.num_epochs', 'train.num_steps', 'train.log_every_steps',
@@ -96,3 +97,16 @@ def test_unknown_preset_names_the_presets(name):
   message = str(error.value)
   assert 'no_such_preset' in message
   assert all(p in message for p in module.PRESETS), message
+
+
+@pytest.mark.parametrize('key, smallest', [(key, smallest) for key, smallest, _ in validate.COUNTS])
+def test_every_count_below_its_range_is_refused_naming_it(key, smallest):
+  section, field = key.split('.')
+  # A config whose model has the key.
+  config = load_config(*{'model.growth_rate': ('densenet', 'densenet121')}.get(
+      key, ('alexnet' if section == 'model' else 'lenet', 'default')))
+  config[section][field] = smallest - 1  # a float key keeps its type: -1.0
+  with pytest.raises(UserError) as error:
+    validate.check_config(config)
+  bound = '> 0' if smallest else '>= 0'
+  assert str(error.value).startswith(f'{key}={config[section][field]} must be {bound}')

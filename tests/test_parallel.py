@@ -127,3 +127,8 @@ def test_two_processes_match_one_process(runs, digits_dir, tmp_path):
   assert restored['loss'] == pytest.approx(written['loss'], rel=1e-6)
   assert jaxcnn.restore(str(workdir)).step == 3  # jaxcnn.restore reads it too
   assert jax.device_count() == 1
+  # One lock for the run, process 0's, released at the end; each process logged its libraries'
+  # lines to its own file.
+  assert (workdir / 'run.lock').read_text() == ''
+  assert sorted(p.name for p in workdir.glob('library*.log')) == [
+      'library.log', 'library.process-1.log']

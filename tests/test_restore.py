@@ -41,7 +41,10 @@ def broken_workdirs(workdir, tmp_path_factory) -> dict[str, str]:
   """Workdirs that cannot be restored, by the problem that a one-line error must name."""
   root = tmp_path_factory.mktemp('broken')
   not_a_run, no_checkpoint, corrupt = root / 'not_a_run', root / 'no_checkpoint', root / 'corrupt'
+  damaged_config = root / 'damaged_config'
   not_a_run.mkdir()
+  shutil.copytree(workdir, damaged_config)
+  (damaged_config / 'config.json').write_text('{"seed": 0, "model": {"na')
   (no_checkpoint / 'checkpoints').mkdir(parents=True)
   shutil.copy(os.path.join(workdir, 'config.json'), no_checkpoint)
   shutil.copytree(workdir, corrupt)
@@ -50,13 +53,15 @@ def broken_workdirs(workdir, tmp_path_factory) -> dict[str, str]:
       for name in files:
         os.truncate(os.path.join(directory, name), 10)
   return {'missing': str(root / 'missing'), 'not_a_run': str(not_a_run),
-          'no_checkpoint': str(no_checkpoint), 'corrupt': str(corrupt)}
+          'no_checkpoint': str(no_checkpoint), 'corrupt': str(corrupt),
+          'damaged_config': str(damaged_config)}
 
 
 # (problem, words the one error line must contain)
 PROBLEMS = [('missing', ['does not exist']), ('not_a_run', ['config.json is missing']),
             ('no_checkpoint', ['no checkpoint in']),
-            ('corrupt', ['no readable checkpoint', 'steps [50, 100]'])]
+            ('corrupt', ['no readable checkpoint', 'steps [50, 100]']),
+            ('damaged_config', ['config.json is damaged (Unterminated string', 'put back a copy'])]
 
 
 def test_import_stays_cheap():

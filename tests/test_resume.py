@@ -2,7 +2,6 @@
 exactly where an uninterrupted run ends; a run whose loss turns non-finite stops with an error
 and saves nothing after its last good step."""
 
-import json
 import os
 import random
 import re
@@ -12,7 +11,7 @@ import time
 
 import numpy as np
 
-from conftest import CONFIGS, cli_command, cli_env
+from conftest import CONFIGS, cli_command, cli_env, committed_steps, leaves, records, saved_state
 
 NUM_STEPS = 300  # > 44 steps per epoch (batch 32): resumed parts cross epoch boundaries
 CHECKPOINT_EVERY = 10
@@ -34,35 +33,6 @@ def command(workdir, data_dir, *overrides):
 def run(workdir, data_dir, cwd, *overrides):
   return subprocess.run(command(workdir, data_dir, *overrides), cwd=cwd, env=cli_env(),
                         capture_output=True, text=True, timeout=300)
-
-
-def committed_steps(workdir) -> list[int]:
-  """Steps of the finished checkpoints (orbax writes into a temporary name, then renames)."""
-  directory = os.path.join(workdir, 'checkpoints')
-  if not os.path.isdir(directory):
-    return []
-  return sorted(int(name) for name in os.listdir(directory) if re.fullmatch(r'\d+', name))
-
-
-def records(workdir, split):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
-  return [{k: v for k, v in r.items() if k != 'images_per_sec'} for r in rows
-          if r['split'] == split]
-
-
-def saved_state(workdir, step=None):
-  """The state saved at `step` (default: the last), read back with orbax as numpy arrays."""
-  import orbax.checkpoint as ocp
-  step = step or committed_steps(workdir)[-1]
-  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'), item_names=('state',)) as m:
-    state = m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
-  return step, state
-
-
-def leaves(tree):
-  import jax
-  return [np.asarray(leaf) for leaf in jax.tree.leaves(tree)]
 
 
 def start(workdir, data_dir, cwd):

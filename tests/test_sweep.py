@@ -108,3 +108,16 @@ def test_unknown_sweep_names_the_known_ones(tmp_path):
   (tmp_path / 'two.py').write_text(TWO_VARIANTS)
   with pytest.raises(UserError, match="two.py has no sweep 'nope'; its SWEEPS are: activation$"):
     sweep.load_sweep(f"{tmp_path / 'two.py'}:default", 'nope')
+
+
+def test_a_damaged_config_json_or_sweep_json_is_one_line(tmp_path):
+  torn = '{"seed": 0, "model": {"na'
+  (tmp_path / 'config.json').write_text(torn)
+  with pytest.raises(UserError, match=r'config.json is damaged \(Unterminated string .*\); put '
+                                      'back a copy'):
+    sweep.total_steps(str(tmp_path), [{'step': 44, 'epoch': 1.0, 'split': 'train'}])
+  (tmp_path / 'sweep.json').write_text(torn)
+  with pytest.raises(UserError, match=rf'^{tmp_path}/sweep.json is damaged \(Unterminated string '
+                                      r'.*\); delete it, and the sweep runs \(or resumes\) that '
+                                      'variant again$'):
+    sweep.read_marker(str(tmp_path))

@@ -11,33 +11,44 @@ Evaluation reads every example of the split once; the last batch is padded and `
 the real examples.
 """
 
+import contextlib
 import functools
+import io
 import math
 
 from jaxcnn.data import augment, preprocess
 from jaxcnn.data import digits  # noqa: F401  (registers the offline `digits` builder)
-from jaxcnn.data.datasets import OFFLINE_BUILDERS, dataset_spec, not_prepared_error
+from jaxcnn.data.datasets import OFFLINE_BUILDERS, data_root, dataset_spec, not_prepared_error
 from jaxcnn.data.recipes import crop_problem
 from jaxcnn.data.tensorflow import keep_off_accelerators, tf, tfds
-from jaxcnn.errors import UserError
+from jaxcnn.errors import UserError, reason
 
 
 def prepared_builder(name: str, data_dir: str | None, download: bool):
   """Returns the TFDS builder of a prepared dataset, or fails at once saying how to prepare it."""
   keep_off_accelerators()  # tf.data runs on the host
-  builder = tfds.builder(name, data_dir=data_dir)
-  if builder.is_prepared():
-    return builder
-  if name in OFFLINE_BUILDERS:
-    tfds.display_progress_bar(False)  # seconds of work; keep the console to our own lines
-    try:
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+    if builder.is_prepared():
+      return builder
+    if name in OFFLINE_BUILDERS:
+      # Seconds of work: keep the console to our own lines (TFDS prints a progress bar and
+      # two lines of its own).
+      tfds.display_progress_bar(False)
+      try:
+        with contextlib.redirect_stdout(io.StringIO()):
+          builder.download_and_prepare()
+      finally:
+        tfds.display_progress_bar(True)
+      print(f"prepared dataset '{name}' in {builder.data_dir}")
+      return builder
+    if download:
       builder.download_and_prepare()
-    finally:
-      tfds.display_progress_bar(True)
-    return builder
-  if download:
-    builder.download_and_prepare()
-    return builder
+      return builder
+  except OSError as e:  # a data_dir that cannot be created, read or written
+    raise UserError(f'data_dir {data_root(data_dir)} cannot be used ({reason(e)}: '
+                    f'{e.filename}); pass --config.data.data_dir=DIR with a directory you can '
+                    'create and write (or read, for a prepared dataset)') from None
   raise UserError(not_prepared_error(name, data_dir) or f"dataset '{name}' is not prepared")
 
 
