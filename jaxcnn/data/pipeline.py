@@ -11,7 +11,9 @@ Evaluation reads every example of the split once; the last batch is padded and `
 the real examples.
 """
 
+import contextlib
 import functools
+import io
 import math
 
 from jaxcnn.data import augment, preprocess
@@ -29,9 +31,12 @@ def prepared_builder(name: str, data_dir: str | None, download: bool):
   if builder.is_prepared():
     return builder
   if name in OFFLINE_BUILDERS:
-    tfds.display_progress_bar(False)  # seconds of work; keep the console to our own lines
+    # Seconds of local work: TFDS's progress bar and its "Downloading and preparing" lines
+    # would announce a download that never happens.
+    tfds.display_progress_bar(False)
     try:
-      builder.download_and_prepare()
+      with contextlib.redirect_stdout(io.StringIO()):
+        builder.download_and_prepare()
     finally:
       tfds.display_progress_bar(True)
     return builder
