@@ -2,8 +2,8 @@
 
 `digits` come straight from scikit-learn (sklearn_digits.py). A TFDS dataset is read once
 through TFDS, which needs TensorFlow, and cached as datasets.ARRAYS_FILE next to its TFDS
-files (DIR/NAME/VERSION/); later runs read the cache alone, with no TensorFlow. Each split is
-in the order of the TFDS files.
+files (DIR/NAME/VERSION/); later runs read the cache alone, with no TensorFlow. A split's
+order is its source's (scikit-learn's, or the TFDS files'); each epoch permutes it anyway.
 """
 
 import os
