@@ -3,6 +3,7 @@ multi-crop evaluation on several devices, and the pipeline's throughput measurem
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -82,6 +83,17 @@ def test_a_prepared_dataset_is_cached_as_arrays_that_load_without_tensorflow(mni
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.strip() == '; '.join(
       f'{split} {images.shape} {labels.sum()}' for split, (images, labels) in splits.items())
+  # Without the cache, and without TensorFlow to read the TFDS files: the error says how.
+  uncached = tmp_path / 'uncached'
+  shutil.copytree(mnist_dir, uncached)
+  os.remove(prepared_files('mnist', str(uncached), ARRAYS_FILE)[0])
+  result = subprocess.run([sys.executable, '-c', READ_ARRAYS, str(uncached)], capture_output=True,
+                          text=True, env=cli_env(**without_tensorflow(tmp_path)))
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      f"jaxcnn.errors.UserError: dataset 'mnist' has no {ARRAYS_FILE} in data_dir {uncached} ")
+  assert 'python -m jaxcnn.data.prepare mnist --data_dir DIR` where TensorFlow is installed' in (
+      result.stderr)
 
 
 def test_stats_command_stores_statistics_the_pipeline_uses(digits_dir, tmp_path):

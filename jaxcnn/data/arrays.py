@@ -13,7 +13,9 @@ import tempfile
 import numpy as np
 
 from jaxcnn.data import sklearn_digits
-from jaxcnn.data.datasets import ARRAYS_FILE, dataset_spec, prepared_files, require_prepared
+from jaxcnn.data.datasets import (
+    ARRAYS_FILE, data_root, dataset_spec, prepared_files, require_prepared)
+from jaxcnn.errors import UserError
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]  # split -> (uint8 [N, H, W, C], int32 [N])
 
@@ -30,7 +32,13 @@ def load(name: str, data_dir: str | None, download: bool = False) -> Splits:
       return {split: (arrays[f'{split}_images'], arrays[f'{split}_labels'])
               for split in _splits(name)}
   require_prepared(name, data_dir, download)
-  return write_cache(name, data_dir, download)
+  try:
+    return write_cache(name, data_dir, download)
+  except ImportError as e:
+    raise UserError(f"dataset '{name}' has no {ARRAYS_FILE} in data_dir {data_root(data_dir)} "
+                    f'and reading its TFDS files needs TensorFlow ({e}); run `python -m '
+                    f'jaxcnn.data.prepare {name} --data_dir DIR` where TensorFlow is installed, '
+                    'which writes the arrays') from e
 
 
 def _splits(name: str) -> tuple[str, str]:
