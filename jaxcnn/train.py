@@ -2,8 +2,9 @@
 
 `train_and_evaluate(config, workdir)` trains from scratch, or resumes from the latest
 checkpoint in `workdir`, and returns the final eval metrics. `setup(config)` builds, in this
-order, what a run needs: the checked config, the data, the model, the optimizer, a fresh
-train state, and its placement on the device mesh with the jit-compiled steps.
+order, what a run needs: the checked config, the device mesh, the data (the in-memory path's
+on the mesh), the model, the optimizer, a fresh train state, and its placement on the mesh
+with the jit-compiled steps.
 """
 
 import contextlib
