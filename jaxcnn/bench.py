@@ -7,7 +7,8 @@
 - train step: `--steps` steps on one batch already on the devices (after a warm-up step):
   milliseconds per step and images/s. The eval step likewise.
 - input pipeline: jaxcnn.data.throughput.measure, the train batches alone; null for
-  `synthetic` data (one fixed batch in memory, no pipeline) or where TensorFlow is missing.
+  `synthetic` data (one fixed batch in memory, no pipeline) or where the tf.data path lacks
+  TensorFlow.
 - loop: train_and_evaluate for 2 x `--steps` steps logging every `--steps`, in a temporary
   workdir; the images/s of its second train record (input, step and logging; eval and
   checkpoint pauses excluded, as in metrics.jsonl; the first record holds the compilation).

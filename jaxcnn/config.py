@@ -23,12 +23,19 @@ def base_config() -> config_dict.ConfigDict:
   config.data.name = 'digits'
   config.data.data_dir = config_dict.placeholder(str)  # None: $TFDS_DATA_DIR or ~/tensorflow_datasets
   config.data.download = False  # training never touches the network unless asked to
+  # True: a dataset whose images share one shape and fit datasets.IN_MEMORY_LIMIT_BYTES
+  # (digits, mnist, fashion_mnist, cifar10, cifar100) is read once into memory, replicated on
+  # the devices, and shuffled and augmented there by JAX (jaxcnn/data/in_memory.py); the
+  # others, and every dataset with False, go through tf.data on the host. Both paths run
+  # the same recipe; only their random numbers differ.
+  config.data.in_memory = True
   config.data.image_size = 32  # the model's input is image_size x image_size
   config.data.mean = ()  # per-channel normalization; () takes the dataset's own statistics
   config.data.std = ()
-  config.data.shuffle_buffer = 16_384
-  # Training images go through these ops in order (jaxcnn/data/augment.py), each with its
-  # own random numbers from (seed, epoch, the example's index in the epoch). The ops:
+  config.data.shuffle_buffer = 16_384  # tf.data's; the in-memory path shuffles whole epochs
+  # Training images go through these ops in order (jaxcnn/data/augment.py for tf.data,
+  # jax_augment.py in memory), each with its own random numbers from (seed, epoch, the
+  # example's index in the epoch). The ops:
   # resize (the whole image to image_size), resize_shorter (shorter side to resize_size),
   # pad (data.pad pixels of black on each side), random_crop (an image_size crop),
   # random_resized_crop (a crop of random area and aspect, resized to image_size: Inception's),

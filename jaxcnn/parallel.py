@@ -112,11 +112,10 @@ class Placement:
   batch_sharding: NamedSharding  # batches split over the data axis
 
 
-def place(config, model, state) -> Placement:
-  """The config's mesh, and a fresh train state of `model` placed on it: checks that the
+def place(config, model, state, mesh: Mesh) -> Placement:
+  """A fresh train state of `model` placed on the config's mesh (make_mesh): checks that the
   batches and the model fit the mesh, and runs the model under shard_map where the mesh
   splits it."""
-  mesh = make_mesh(config.mesh.data, config.mesh.model)
   _check_fits(config, model, mesh)
   state = state.replace(apply_fn=_model_apply(model, mesh))
   shardings = _state_shardings(state, model, mesh)
@@ -129,9 +128,11 @@ def replicate(tree, mesh: Mesh):
 
 
 def shard_batch(local_batch: dict, mesh: Mesh) -> dict:
-  """Global arrays, split over the data axis, from each process's share of the batch."""
+  """Global arrays, split over the data axis, from each process's share of the batch (numpy);
+  global jax.Arrays, which the in-memory path makes on the mesh, pass through unchanged."""
   sharding = NamedSharding(mesh, P('data'))
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
+  return jax.tree.map(lambda x: x if isinstance(x, jax.Array)
+                      else jax.make_array_from_process_local_data(sharding, x), local_batch)
 
 
 def prefetch_to_mesh(batches, mesh: Mesh, size: int = 2):

@@ -24,7 +24,8 @@ from ml_collections import config_dict
 
 from jaxcnn import models, rundir
 from jaxcnn.checkpoint import Checkpoints
-from jaxcnn.data.datasets import dataset_spec, not_prepared_error
+from jaxcnn.data import arrays, jax_preprocess
+from jaxcnn.data.datasets import dataset_spec, not_prepared_error, trains_in_memory
 from jaxcnn.errors import UserError
 
 
@@ -46,20 +47,21 @@ class Restored:
     return jax.jit(lambda variables, images: jax.nn.softmax(
         self.model.apply(variables, images, train=False)))
 
+  @functools.cached_property
+  def _eval_image(self):
+    return jax.jit(functools.partial(jax_preprocess.eval_image, config=self.config))
+
   def predict(self, images) -> np.ndarray:
     """Class probabilities [N, classes] of N uint8 images (H x W x C each, C the run's
-    channels, any H and W), preprocessed by the function the run's evaluation uses (with
-    eval.crops=10: its centre view, whose accuracy the run logs as center_top1)."""
-    from jaxcnn.data.tensorflow import keep_off_accelerators, tf  # restoring needs none
-    keep_off_accelerators()
-    from jaxcnn.data.preprocess import eval_image
+    channels, any H and W), preprocessed as the run's evaluation preprocesses (with
+    eval.crops=10: its centre view, whose accuracy the run logs as center_top1). The JAX
+    preprocessing of the in-memory path serves both paths (tf.data's resizes and crops are
+    the same, to float rounding), so predicting needs no TensorFlow; it compiles once per
+    image size."""
     size = min(len(images), self.config.eval.batch_size)
-    channels = input_shape(self.config)[-1]
-    inputs = tf.data.Dataset.from_generator(
-        lambda: iter(images), output_signature=tf.TensorSpec([None, None, channels], tf.uint8))
-    inputs = inputs.map(functools.partial(eval_image, config=self.config)).batch(size)
     outputs = []
-    for chunk in inputs.as_numpy_iterator():
+    for start in range(0, len(images), size):
+      chunk = np.stack([self._eval_image(np.asarray(image)) for image in images[start:start + size]])
       # Padded to one batch shape, so that a single program is compiled.
       padded = np.pad(chunk, [(0, size - len(chunk))] + [(0, 0)] * (chunk.ndim - 1))
       outputs.append(np.asarray(self._probabilities(self.variables, padded))[:len(chunk)])
@@ -67,11 +69,15 @@ class Restored:
 
   @functools.cached_property
   def label_names(self) -> list[str] | None:
-    """The class names of the run's dataset, where it is prepared here; else None."""
+    """The class names of the run's dataset, where it is prepared here and TensorFlow reads
+    it; else None."""
     name, data_dir = self.config.data.name, self.config.data.data_dir
     if name == 'synthetic' or not_prepared_error(name, data_dir):
       return None
-    from jaxcnn.data.pipeline import prepared_builder
+    try:
+      from jaxcnn.data.pipeline import prepared_builder
+    except ImportError:  # no TensorFlow here
+      return None
     return list(prepared_builder(name, data_dir, download=False).info.features['label'].names)
 
   def class_name(self, index: int) -> str:
@@ -85,6 +91,10 @@ class Restored:
     if name == 'synthetic':
       raise UserError("data.name 'synthetic' has no stored eval images; use a run trained on "
                       'a TFDS dataset')
+    if trains_in_memory(self.config.data):
+      images, labels = arrays.load(name, self.config.data.data_dir, self.config.data.download)[
+          dataset_spec(name).eval_split]
+      return list(images[:count]), labels[:count]
     from jaxcnn.data.tensorflow import tfds
     from jaxcnn.data.pipeline import prepared_builder
     builder = prepared_builder(name, self.config.data.data_dir, self.config.data.download)

@@ -2,8 +2,9 @@
 
 `train_and_evaluate(config, workdir)` trains from scratch, or resumes from the latest
 checkpoint in `workdir`, and returns the final eval metrics. `setup(config)` builds, in this
-order, what a run needs: the checked config, the data, the model, the optimizer, a fresh
-train state, and its placement on the device mesh with the jit-compiled steps.
+order, what a run needs: the checked config, the device mesh, the data (the in-memory path's
+on the mesh), the model, the optimizer, a fresh train state, and its placement on the mesh
+with the jit-compiled steps.
 """
 
 import contextlib
@@ -77,7 +78,8 @@ def setup(config) -> Setup:
   Several processes must have started JAX's distributed runtime first
   (parallel.initialize_distributed), since the data each process reads depends on it.
   """
-  data = input_data.create(config)
+  mesh = parallel.make_mesh(config.mesh.data, config.mesh.model)
+  data = input_data.create(config, mesh=mesh)
   model = models.build_model(config, data.num_classes, data.channels)
   total_steps = config_lib.total_steps(config, data.steps_per_epoch)
   steps_per_eval = config.eval.every_steps or data.steps_per_epoch
@@ -85,7 +87,7 @@ def setup(config) -> Setup:
   tx = optim.create_optimizer(config.optimizer, schedule, steps_per_eval)
   size = config.data.image_size
   state = steps.create_train_state(config, model, tx, (1, size, size, data.channels))
-  placed = parallel.place(config, model, state)
+  placed = parallel.place(config, model, state, mesh)
   batch_norm_groups = placed.mesh.shape['data'] if config.train.batch_norm_per_device else 1
   train_step = functools.partial(steps.train_step, label_smoothing=config.train.label_smoothing,
                                  aux_loss_weights=tuple(config.train.aux_loss_weights),

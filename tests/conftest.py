@@ -164,6 +164,16 @@ def cli_env(**extra: str) -> dict[str, str]:
   return env
 
 
+def without_tensorflow(directory: Path) -> dict[str, str]:
+  """Environment variables under which `import tensorflow` fails, as on machines without it: a
+  `tensorflow` package in `directory`, first on PYTHONPATH, whose import raises ImportError."""
+  package = directory / 'tensorflow'
+  package.mkdir(parents=True, exist_ok=True)
+  (package / '__init__.py').write_text("raise ImportError('no TensorFlow on this machine')\n")
+  return {'PYTHONPATH': os.pathsep.join(filter(None, [str(directory), str(REPO),
+                                                      os.environ.get('PYTHONPATH')]))}
+
+
 def cli_command(*args: str) -> list[str]:
   return [sys.executable, '-m', 'jaxcnn.main', *args]
 

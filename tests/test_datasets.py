@@ -3,13 +3,14 @@ multi-crop evaluation on several devices, and the pipeline's throughput measurem
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO, cli_env, load_config
+from conftest import REPO, cli_env, load_config, without_tensorflow
 
 TRAIN, TEST = 300, 100  # neither divides the batch sizes below
 
@@ -57,6 +58,42 @@ def test_trains_offline_from_a_prepared_data_dir(mnist_dir, tmp_path, capsys, mo
   assert (f"top-1 {100 * final['top1']:.2f}% 10-crop, {100 * final['center_top1']:.2f}% "
           'centre crop') in last_line
   assert f'{TEST} examples, step 60' in last_line
+
+
+READ_ARRAYS = '''
+import sys
+from jaxcnn.data import arrays
+splits = arrays.load('mnist', sys.argv[1])
+print(*(f'{split} {images.shape} {labels.sum()}' for split, (images, labels) in splits.items()),
+      sep='; ')
+'''
+
+
+def test_a_prepared_dataset_is_cached_as_arrays_that_load_without_tensorflow(mnist_dir, tmp_path):
+  from jaxcnn.data import arrays
+  from jaxcnn.data.datasets import ARRAYS_FILE, prepared_files
+  splits = arrays.load('mnist', mnist_dir)  # through TFDS the first time, then the cache
+  assert len(prepared_files('mnist', mnist_dir, ARRAYS_FILE)) == 1
+  assert [(split, images.shape, images.dtype, labels.dtype)
+          for split, (images, labels) in splits.items()] == [
+              ('train', (TRAIN, 28, 28, 1), np.uint8, np.int32),
+              ('test', (TEST, 28, 28, 1), np.uint8, np.int32)]
+  result = subprocess.run([sys.executable, '-c', READ_ARRAYS, mnist_dir], capture_output=True,
+                          text=True, env=cli_env(**without_tensorflow(tmp_path)))
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip() == '; '.join(
+      f'{split} {images.shape} {labels.sum()}' for split, (images, labels) in splits.items())
+  # Without the cache, and without TensorFlow to read the TFDS files: the error says how.
+  uncached = tmp_path / 'uncached'
+  shutil.copytree(mnist_dir, uncached)
+  os.remove(prepared_files('mnist', str(uncached), ARRAYS_FILE)[0])
+  result = subprocess.run([sys.executable, '-c', READ_ARRAYS, str(uncached)], capture_output=True,
+                          text=True, env=cli_env(**without_tensorflow(tmp_path)))
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      f"jaxcnn.errors.UserError: dataset 'mnist' has no {ARRAYS_FILE} in data_dir {uncached} ")
+  assert 'python -m jaxcnn.data.prepare mnist --data_dir DIR` where TensorFlow is installed' in (
+      result.stderr)
 
 
 def test_stats_command_stores_statistics_the_pipeline_uses(digits_dir, tmp_path):

@@ -1,9 +1,13 @@
-"""The offline `digits` TFDS builder: sizes, stratified split, pixel format, reproducibility."""
+"""The offline `digits`: the TFDS builder's sizes, stratified split, pixel format and
+reproducibility; the in-memory path's arrays of the same split; the quick start without
+TensorFlow."""
 
 import collections
 
 import numpy as np
 import pytest
+
+from conftest import REPO, without_tensorflow
 
 
 def read_split(data_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -73,3 +77,30 @@ def test_second_prepare_gives_the_same_split(tmp_path, splits):
     # Same examples in the same file order: the train order the pipeline shuffles from.
     np.testing.assert_array_equal(images, splits[split][0])
     np.testing.assert_array_equal(labels, splits[split][1])
+
+
+def test_in_memory_arrays_are_the_tfds_split(splits):
+  """scikit-learn's arrays (no TensorFlow) hold the builder's examples (in scikit-learn's
+  order; TFDS orders its files by a hash of the keys)."""
+  from jaxcnn.data import arrays
+  in_memory = arrays.load('digits', data_dir=None)
+
+  def examples(images, labels):
+    return collections.Counter((image.tobytes(), int(label)) for image, label in zip(images, labels))
+
+  for split in ('train', 'test'):
+    assert in_memory[split][0].dtype == np.uint8 and in_memory[split][1].dtype == np.int32
+    assert examples(*in_memory[split]) == examples(*splits[split])
+
+
+def test_quick_start_trains_without_tensorflow_and_prints_its_own_lines_first(tmp_path, run_cli):
+  """The quick start's command, cut to a few steps, where `import tensorflow` fails."""
+  result = run_cli(tmp_path, '--config', str(REPO / 'configs' / 'lenet.py'),
+                   '--workdir', str(tmp_path / 'run'), '--config.train.num_steps=3',
+                   '--config.train.log_every_steps=3', '--config.eval.every_steps=3',
+                   env=without_tensorflow(tmp_path / 'no_tf'))
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stderr == ''
+  lines = result.stdout.splitlines()
+  assert lines[0] == f"training for 3 steps (44 per epoch) in {tmp_path / 'run'}"
+  assert lines[-1].startswith('final eval top-1 ') and '360 examples, step 3' in lines[-1]

@@ -57,8 +57,7 @@ def test_a_nonfinite_step_leaves_the_state_as_it_was(digits_config):
   assert int(metrics['nonfinite_steps']) == 0
   assert int(state.first_nonfinite_step) == steps.NO_NONFINITE_STEP
 
-  poisoned = {**batch, 'image': batch['image'].copy()}
-  poisoned['image'][3, 0, 0, 0] = np.nan
+  poisoned = {**batch, 'image': batch['image'].at[3, 0, 0, 0].set(np.nan)}
   after, metrics = step(state, poisoned)
   assert int(after.step) == 2  # the data position moves on
   assert int(metrics['nonfinite_steps']) == 1

@@ -11,7 +11,7 @@ data and whether or not the run was resumed.
 from jaxcnn.data.tensorflow import tf
 
 from jaxcnn.data import preprocess
-from jaxcnn.errors import UserError
+from jaxcnn.data.recipes import statistics
 
 
 def resize(image, seed, config):
@@ -53,18 +53,10 @@ def flip(image, seed, config):
 def pca_lighting(image, seed, config):
   """AlexNet's colour augmentation: add sum_i alpha_i eigval_i eigvec_i to every pixel, with
   alpha_i ~ N(0, data.lighting_std) drawn once per image."""
-  stats = preprocess.statistics(config)
+  stats = statistics(config)
   alpha = tf.random.stateless_normal([len(stats.eigval)], seed, stddev=config.data.lighting_std)
   eigvec = tf.constant(stats.eigvec, tf.float32)
   return image + tf.linalg.matvec(eigvec, alpha * tf.constant(stats.eigval, tf.float32))
-
-
-def check_statistics(config) -> None:
-  """Fails unless the dataset has the statistics that the recipe needs."""
-  if 'pca_lighting' in config.data.augment and preprocess.statistics(config).eigval is None:
-    raise UserError(f"data.augment has pca_lighting but dataset '{config.data.name}' has no "
-                    f'colour eigenvectors; run `python -m jaxcnn.data.stats {config.data.name} '
-                    f'--data_dir DIR` first')
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

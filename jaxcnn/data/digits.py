@@ -1,15 +1,11 @@
 """`digits`: the UCI handwritten digits that scikit-learn ships, as an offline TFDS dataset.
 
-1,797 grayscale 8x8 images (pixel values 0..16, stored as 0..255), 10 classes. A fixed
-stratified split keeps 20% (360 images) for `test`. Preparing it needs no network, so the
-same TFDS pipeline that reads ImageNet serves tests and the quick start.
+The split is sklearn_digits.py's, the in-memory path's too. Preparing it needs no network, so
+the same TFDS pipeline that reads ImageNet can serve the digits (with data.in_memory=False).
 """
 
-import numpy as np
+from jaxcnn.data import sklearn_digits
 from jaxcnn.data.tensorflow import tfds
-
-TEST_FRACTION = 0.2
-SPLIT_SEED = 0
 
 
 class Digits(tfds.core.GeneratorBasedBuilder):
@@ -20,7 +16,7 @@ class Digits(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        description=__doc__,
+        description=sklearn_digits.__doc__,
         features=tfds.features.FeaturesDict({
             'image': tfds.features.Image(shape=(8, 8, 1)),
             'label': tfds.features.ClassLabel(num_classes=10),
@@ -30,19 +26,10 @@ class Digits(tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager):
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    images = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., None]
-    indices = np.arange(len(images))
-    train, test = train_test_split(indices, test_size=TEST_FRACTION, random_state=SPLIT_SEED,
-                                   stratify=digits.target)
-    return {
-        'train': self._generate_examples(images, digits.target, np.sort(train)),
-        'test': self._generate_examples(images, digits.target, np.sort(test)),
-    }
+    images, labels = sklearn_digits.images_and_labels()
+    return {split: self._generate_examples(images, labels, indices)
+            for split, indices in sklearn_digits.split_indices(labels).items()}
 
   def _generate_examples(self, images, labels, indices):
-    for i in indices:
+    for i in indices:  # keyed by scikit-learn's index, which orders TFDS's files
       yield int(i), {'image': images[i], 'label': int(labels[i])}

@@ -19,7 +19,7 @@ import math
 from jaxcnn.data import augment, preprocess
 from jaxcnn.data import digits  # noqa: F401  (registers the offline `digits` builder)
 from jaxcnn.data.datasets import OFFLINE_BUILDERS, data_root, dataset_spec, not_prepared_error
-from jaxcnn.data.recipes import crop_problem
+from jaxcnn.data.recipes import check_dataset
 from jaxcnn.data.tensorflow import keep_off_accelerators, tf, tfds
 from jaxcnn.errors import UserError, reason
 
@@ -59,10 +59,7 @@ class TfdsData:
     self.config = config
     self.spec = dataset_spec(config.data.name)
     self.builder = prepared_builder(config.data.name, config.data.data_dir, config.data.download)
-    augment.check_statistics(config)
-    problem = crop_problem(config.data, self.builder.info.features['image'].shape)
-    if problem:
-      raise UserError(problem)
+    check_dataset(config, self.builder.info.features['image'].shape)
     self.seed = config.seed
     self.shuffle_buffer = config.data.shuffle_buffer
     self.process_index = process_index

@@ -7,23 +7,14 @@ crops and the centre crop, then for 10 crops the same five mirrored), whose view
 Pixels are scaled to [0, 1] before anything else, so every statistic is of pixel / 255.
 """
 
-import numpy as np
 from jaxcnn.data.tensorflow import tf
 
-from jaxcnn.data.datasets import dataset_stats
-from jaxcnn.data.recipes import CENTER_VIEW
-
-
-def statistics(config):
-  """The dataset's spec with the statistics that `config.data.data_dir` stores, if any."""
-  return dataset_stats(config.data.name, config.data.data_dir)
+from jaxcnn.data.recipes import CENTER_VIEW, normalization
 
 
 def normalize(image: tf.Tensor, config) -> tf.Tensor:
   """Per-channel (image - mean) / std; `data.mean` and `data.std` override the dataset's."""
-  stats = statistics(config)
-  mean = np.asarray(config.data.mean or stats.mean, np.float32)
-  std = np.asarray(config.data.std or stats.std, np.float32)
+  mean, std = normalization(config)
   return (image - mean) / std
 
 

@@ -1,6 +1,14 @@
-"""The train augmentation ops by name, the rules of a recipe and the order of the 10-crop
-views, without TensorFlow: the config checks and the eval step use them, and TensorFlow is
-only for the tf.data path (jaxcnn/data/augment.py and preprocess.py run the ops)."""
+"""The train augmentation ops by name, the rules of a recipe, the statistics it normalizes
+with and the order of the 10-crop views, without TensorFlow: the config checks, both input
+paths and the eval step use them. The tf.data path runs the ops with TensorFlow
+(jaxcnn/data/augment.py and preprocess.py), the in-memory path with JAX (jax_augment.py and
+jax_preprocess.py).
+"""
+
+import numpy as np
+
+from jaxcnn.data.datasets import DatasetSpec, dataset_stats
+from jaxcnn.errors import UserError
 
 # Multi-crop testing's views, in order: the four corner crops and the centre crop, then (10
 # crops) the same five mirrored. The centre crop alone is the single-crop evaluation.
@@ -63,3 +71,29 @@ def crop_problem(data, stored_shape) -> str | None:
     elif op == 'pad' and side is not None:
       side += 2 * data.pad
   return None
+
+
+def statistics(config) -> DatasetSpec:
+  """The dataset's spec with the statistics that `config.data.data_dir` stores, if any."""
+  return dataset_stats(config.data.name, config.data.data_dir)
+
+
+def normalization(config) -> tuple[np.ndarray, np.ndarray]:
+  """float32 per-channel (mean, std) that images are normalized with: `data.mean` and
+  `data.std` where set, else the dataset's statistics."""
+  stats = statistics(config)
+  return (np.asarray(config.data.mean or stats.mean, np.float32),
+          np.asarray(config.data.std or stats.std, np.float32))
+
+
+def check_dataset(config, stored_shape) -> None:
+  """Fails (one line) unless the recipe suits the dataset: the statistics it needs are there
+  and no crop is larger than the images it is cut from (`stored_shape`: a stored image's
+  shape, None for a side that varies)."""
+  if 'pca_lighting' in config.data.augment and statistics(config).eigval is None:
+    raise UserError(f"data.augment has pca_lighting but dataset '{config.data.name}' has no "
+                    f'colour eigenvectors; run `python -m jaxcnn.data.stats {config.data.name} '
+                    f'--data_dir DIR` first')
+  problem = crop_problem(config.data, stored_shape)
+  if problem:
+    raise UserError(problem)

@@ -3,8 +3,9 @@
   python -m jaxcnn.data.throughput --config configs/alexnet.py[:PRESET] [--batches N]
       [--standin_images N] [--config.KEY=VALUE ...]
 
-It reads, decodes and augments train batches exactly as training does, with the config's
-recipe, and times `--batches` of them after two warm-up batches. `--standin_images N` first
+It makes train batches exactly as training does, with the config's recipe (tf.data: read,
+decode, augment on the host; in memory: the jit-compiled batch function, on one device), and
+times `--batches` of them after two warm-up batches. `--standin_images N` first
 writes N random JPEGs with sides of 256-400 px (ImageNet's usual sizes) as a stand-in copy
 of the config's dataset in a temporary data_dir, for when the dataset itself is not at hand.
 """
@@ -12,6 +13,7 @@ of the config's dataset in a temporary data_dir, for when the dataset itself is 
 import tempfile
 import time
 
+import jax
 from absl import flags
 
 from jaxcnn import cli
@@ -27,10 +29,11 @@ def measure(config, batches: int = 20) -> dict:
   data = input_data.create(config, process_index=0, process_count=1)
   iterator = data.train_batches()
   for _ in range(WARMUP_BATCHES):
-    next(iterator)
+    jax.block_until_ready(next(iterator))
   start = time.perf_counter()
   for _ in range(batches):
-    next(iterator)
+    batch = next(iterator)
+  jax.block_until_ready(batch)  # the in-memory path's batches are computed asynchronously, in order
   seconds = time.perf_counter() - start
   return {'images_per_sec': batches * data.train_batch / seconds, 'batches': batches,
           'batch_size': data.train_batch, 'seconds': seconds}
