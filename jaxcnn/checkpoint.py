@@ -2,8 +2,9 @@
 
 The state holds the step, params, batch_stats, optimizer state, the dropout key and the
 latest eval error; the data position follows from the step (see jaxcnn/data/pipeline.py).
-`restore_variables` reads only a trained model's step, params and batch_stats, for use
-without a trainer.
+`restore(..., partial=True)` reads only some fields, say a trained model's step, params and
+batch_stats, for use without a trainer. A converted run (jaxcnn.convert) saves only those
+three: a model to use or to start from (config.init_from), not a training run to resume.
 Saves are asynchronous; orbax writes each into a temporary directory and renames it when
 complete, so a killed run never leaves a half-written checkpoint that a restore would pick.
 A checkpoint damaged afterwards (a truncated file) is skipped with a warning, and a writable
@@ -16,6 +17,7 @@ import sys
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from jax.experimental import multihost_utils
 
 from jaxcnn.errors import UserError
@@ -57,7 +59,9 @@ class Checkpoints:
     return saved_steps(self.workdir)
 
   def save(self, state) -> None:
-    step = int(state.step)
+    """Saves a TrainState, or a dict of some of its fields (a converted run's step, params and
+    batch_stats)."""
+    step = int(state['step'] if isinstance(state, dict) else state.step)
     if step not in self.all_steps():
       self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
 
@@ -65,7 +69,15 @@ class Checkpoints:
     """Blocks until every save so far is committed."""
     self.manager.wait_until_finished()
 
+  def _saved_fields(self, step: int) -> set[str]:
+    path = epath.Path(self.directory) / str(step) / 'state'
+    return set(ocp.StandardCheckpointHandler().metadata(path).keys())
+
   def _restore_step(self, like, step: int, partial: bool):
+    if not partial and 'opt_state' not in self._saved_fields(step):
+      raise UserError(f"checkpoint at step {step} in {self.directory} holds a model's variables "
+                      'but no optimizer state (a converted run): it cannot be resumed; train '
+                      f'from it in another --workdir with --config.init_from={self.workdir}')
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     if partial:  # a dict of some of the saved state's fields: only those are read
       args = ocp.args.PyTreeRestore(
@@ -99,12 +111,16 @@ class Checkpoints:
                         f"{', '.join(map(str, steps))}")
       try:
         return self._restore_step(like, step, partial)
+      except UserError:
+        raise
       except Exception as e:  # noqa: BLE001  (orbax and tensorstore raise many kinds)
         raise UserError(f'checkpoint at step {step} in {self.directory} is unreadable '
                         f'({_first_line(e)}); pick another step: {steps}') from None
     for candidate in reversed(steps):
       try:
         return self._restore_step(like, candidate, partial)
+      except UserError:  # a checkpoint of another kind, not a damaged one
+        raise
       except Exception as e:  # noqa: BLE001
         where = self._set_aside(candidate) if self.writable else 'left in place'
         _warn(f'checkpoint at step {candidate} is unreadable ({_first_line(e)}); skipped it '

@@ -102,8 +102,12 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
   parallel.initialize_distributed(config.distributed)
   run = setup(config)
   checkpoints = Checkpoints(workdir, create=False)
-  state = checkpoints.restore(run.state, step)
-  checkpoints.close()
+  try:  # what evaluation needs, so that a converted run (no optimizer state) evaluates too
+    saved = checkpoints.restore({'step': run.state.step, 'params': run.state.params,
+                                 'batch_stats': run.state.batch_stats}, step, partial=True)
+  finally:
+    checkpoints.close()
+  state = run.state.replace(**saved)
   return {'step': int(state.step), 'split': 'eval',
           **evaluate(run.eval_step, state, run.data, run.mesh)}
 

@@ -1,0 +1,42 @@
+"""Convert torchvision's pretrained ImageNet weights into a jaxcnn run.
+
+  python -m jaxcnn.convert --arch ARCH [--weights FILE] --workdir DIR
+
+ARCH is a torchvision model name (jaxcnn/pretrained/__init__.py lists them). Without
+--weights, torchvision's IMAGENET1K_V1 weights of ARCH are downloaded (into torch's cache);
+FILE is a torchvision state_dict of ARCH (torch.save(model.state_dict(), FILE)). DIR becomes a
+run of ARCH's jaxcnn preset that jaxcnn.restore, jaxcnn.predict and evaluation read, and that
+training starts from with --config.init_from=DIR. Needs the `convert` extra (torch).
+"""
+
+from absl import flags
+
+from jaxcnn import cli, pretrained
+
+
+def define_flags() -> None:
+  flags.DEFINE_string('arch', None, f"torchvision's model name: {', '.join(pretrained.ARCHS)}.")
+  flags.DEFINE_string('weights', None, "A torchvision state_dict of ARCH (default: download "
+                      "torchvision's IMAGENET1K_V1 weights).")
+  flags.DEFINE_string('workdir', None, 'The new run directory (must not exist, or be empty).')
+  flags.mark_flags_as_required(['arch', 'workdir'])
+
+
+def main(arguments: list[str]) -> None:
+  del arguments  # cli.run refuses any
+  options = flags.FLAGS
+  arch = pretrained.arch(options.arch)
+  from jaxcnn.pretrained import conversion, torch_files  # after the cheap checks: jax, torch
+  conversion.check_workdir(options.workdir)
+  if options.weights:
+    source, state_dict = options.weights, torch_files.read_state_dict(options.weights)
+  else:
+    source, state_dict = torch_files.weights_url(arch), torch_files.published_state_dict(arch)
+  variables = conversion.convert(arch, state_dict, source)
+  conversion.write_run(arch, variables, options.workdir)
+  print(f"converted torchvision's {arch.name} ({source}) into {options.workdir}: configs/"
+        f'{arch.config} with its normalization, checkpoint at step 0')
+
+
+if __name__ == '__main__':
+  cli.run(main, define_flags)
