@@ -34,17 +34,15 @@ def input_shape(config) -> tuple[int, int, int]:
   return size, size, dataset_spec(config.data.name).channels
 
 
-def build(config):
-  """The model of a run's `config` and the shapes of its variables (nothing is computed)."""
+def run_model(config) -> nn.Module:
+  """The model of a run's `config`, for its dataset's classes and channels."""
   spec = dataset_spec(config.data.name)
-  model = models.build_model(config, spec.num_classes, spec.channels)
-  image = jax.ShapeDtypeStruct((1, *input_shape(config)), jnp.float32)
-  return model, jax.eval_shape(lambda x: model.init(jax.random.key(0), x), image)
+  return models.build_model(config, spec.num_classes, spec.channels)
 
 
-def call_order(forward, config) -> list[tuple[str, ...]]:
-  """The paths of the modules that `forward(image)` calls, in the order of their first call,
-  traced (no compute) on one image of the run's input shape."""
+def traced(forward, config) -> tuple[Any, list[tuple[str, ...]]]:
+  """`forward(image)` traced (nothing is computed) on one image of the run's input shape: the
+  shapes it returns, and the paths of the modules it calls in the order of their first call."""
   called = {}
 
   def record(call, args, kwargs, context):
@@ -52,8 +50,8 @@ def call_order(forward, config) -> list[tuple[str, ...]]:
     return call(*args, **kwargs)
 
   with nn.intercept_methods(record):
-    jax.eval_shape(forward, jax.ShapeDtypeStruct((1, *input_shape(config)), jnp.float32))
-  return list(called)
+    shapes = jax.eval_shape(forward, jax.ShapeDtypeStruct((1, *input_shape(config)), jnp.float32))
+  return shapes, list(called)
 
 
 @dataclasses.dataclass
@@ -119,8 +117,8 @@ class Restored:
   def first_layer_filters(self) -> np.ndarray:
     """The kernel [height, width, in channels, filters] of the layer that reads the image:
     the first one with a 4-D kernel that the model calls."""
-    called = call_order(lambda image: self.model.apply(self.variables, image, train=False),
-                        self.config)
+    _, called = traced(lambda image: self.model.apply(self.variables, image, train=False),
+                       self.config)
     kernels = traverse_util.flatten_dict(self.variables['params'])
     first = next(path for path in called if getattr(kernels.get((*path, 'kernel')), 'ndim', 0) == 4)
     return np.asarray(kernels[(*first, 'kernel')])
@@ -133,7 +131,8 @@ def restore(workdir: str, step: int | None = None) -> Restored:
   checkpoint, a missing step, or checkpoints that cannot be read.
   """
   config = rundir.read_run_config(workdir)
-  model, variables = build(config)
+  model = run_model(config)
+  variables, _ = traced(lambda image: model.init(jax.random.key(0), image), config)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
                       {'step': jax.ShapeDtypeStruct((), jnp.int32),
