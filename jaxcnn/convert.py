@@ -3,15 +3,19 @@
   python -m jaxcnn.convert --arch ARCH [--weights FILE] --workdir DIR
 
 ARCH is a torchvision model name (jaxcnn/pretrained/__init__.py lists them). Without
---weights, torchvision's IMAGENET1K_V1 weights of ARCH are downloaded (into torch's cache);
-FILE is a torchvision state_dict of ARCH (torch.save(model.state_dict(), FILE)). DIR becomes a
-run of ARCH's jaxcnn preset that jaxcnn.restore, jaxcnn.predict and evaluation read, and that
-training starts from with --config.init_from=DIR. Needs the `convert` extra (torch).
+--weights, torchvision's IMAGENET1K_V1 weights of ARCH are downloaded (into torch's cache,
+jaxcnn/pretrained/download.py); FILE is a torchvision state_dict of ARCH
+(torch.save(model.state_dict(), FILE)). DIR becomes a run of ARCH's jaxcnn preset that
+jaxcnn.restore, jaxcnn.predict and evaluation read, and that training starts from with
+--config.init_from=DIR. Reading the file needs the `convert` extra (torch).
 """
+
+import os
 
 from absl import flags
 
 from jaxcnn import cli, pretrained
+from jaxcnn.errors import UserError
 
 
 def define_flags() -> None:
@@ -26,15 +30,14 @@ def main(arguments: list[str]) -> None:
   del arguments  # cli.run refuses any
   options = flags.FLAGS
   arch = pretrained.arch(options.arch)
-  from jaxcnn.pretrained import conversion, torch_files  # after the cheap checks: jax, torch
+  if options.weights and not os.path.isfile(options.weights):
+    raise UserError(f'--weights {options.weights}: no such file')
+  from jaxcnn.pretrained import conversion, download, torch_files  # after the cheap checks
   conversion.check_workdir(options.workdir)
-  if options.weights:
-    source, state_dict = options.weights, torch_files.read_state_dict(options.weights)
-  else:
-    source, state_dict = torch_files.weights_url(arch), torch_files.published_state_dict(arch)
-  variables = conversion.convert(arch, state_dict, source)
+  path = options.weights or download.cached_file(arch.url)
+  variables = conversion.convert(arch, torch_files.read_state_dict(path), path)
   conversion.write_run(arch, variables, options.workdir)
-  print(f"converted torchvision's {arch.name} ({source}) into {options.workdir}: configs/"
+  print(f"converted torchvision's {arch.name} ({path}) into {options.workdir}: configs/"
         f'{arch.config} with its normalization, checkpoint at step 0')
 
 
