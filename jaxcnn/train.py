@@ -1,7 +1,8 @@
 """Training and evaluation: everything a run derives from its config, and the loop.
 
-`train_and_evaluate(config, workdir)` trains from scratch, or resumes from the latest
-checkpoint in `workdir`, and returns the final eval metrics. `setup(config)` builds, in this
+`train_and_evaluate(config, workdir)` trains from scratch (or from another run's weights,
+config.init_from: jaxcnn/init_from.py), or resumes from the latest checkpoint in `workdir`,
+and returns the final eval metrics. `setup(config)` builds, in this
 order, what a run needs: the checked config, the data, the model, the optimizer, a fresh
 train state, and its placement on the device mesh with the jit-compiled steps.
 """
@@ -18,7 +19,7 @@ from jax.experimental import multihost_utils
 
 from jaxcnn import config as config_lib
 from jaxcnn import data as input_data
-from jaxcnn import models, optim, parallel, rundir, steps, validate
+from jaxcnn import init_from, models, optim, parallel, rundir, steps, validate
 from jaxcnn.checkpoint import Checkpoints
 from jaxcnn.errors import UserError
 from jaxcnn.preemption import StopRequests
@@ -142,7 +143,12 @@ def train_and_evaluate(config, workdir: str, start_over: bool = False) -> dict:
   run = setup(config)
   mesh, data, total_steps = run.mesh, run.data, run.total_steps
   checkpoints = Checkpoints(workdir, config.checkpoint.keep)
-  state = checkpoints.restore(run.state) if checkpoints.all_steps() else run.state
+  if checkpoints.all_steps():
+    state = checkpoints.restore(run.state)
+  elif config.init_from:
+    state = init_from.start_from(config.init_from, run.state, run.shardings, data.num_classes)
+  else:
+    state = run.state
   start_step = int(state.step)
   if start_step >= total_steps:
     checkpoints.close()
