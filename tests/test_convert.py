@@ -67,6 +67,12 @@ def test_registry_covers_the_issues_archs_with_their_presets():
       'https://download.pytorch.org/models/resnet18-f37072fd.pth')
 
 
+def test_readme_table_lists_every_arch_with_its_preset_and_accuracy():
+  readme = (REPO / 'README.md').read_text()
+  for arch in pretrained.ARCHS.values():
+    assert f'| `{arch.name}` | `{arch.config}` | {arch.accuracy} |' in readme, arch.name
+
+
 def test_the_configs_normalize_as_torchvisions_weights_expect():
   """ImageNet's mean and std, but (pixel - 0.5) / 0.5 for GoogLeNet and Inception v3, whose
   weights expect torchvision's transform_input (tests/test_convert_torchvision.py shows that
@@ -242,6 +248,40 @@ def test_the_download_is_read_from_torchs_cache(tmp_path, monkeypatch):
   assert download.cached_file(RESNET18_URL) == str(cached)
 
 
+@pytest.fixture
+def served(tmp_path):
+  """(base URL, directory): a local HTTP server of the directory's files."""
+  import http.server
+  import threading
+  root = tmp_path / 'served'
+  root.mkdir()
+  handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+  handler.log_message = lambda *args: None
+  server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  yield f'http://127.0.0.1:{server.server_address[1]}/', root
+  server.shutdown()
+
+
+def test_a_download_is_checked_against_the_hash_in_its_name(served, tmp_path, monkeypatch):
+  import hashlib
+  base, root = served
+  monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+  for name in ('http_proxy', 'HTTP_PROXY'):
+    monkeypatch.delenv(name, raising=False)
+  content = b'weights' * 1000
+  good = f'good-{hashlib.sha256(content).hexdigest()[:8]}.pth'
+  (root / good).write_bytes(content)
+  (root / 'bad-0123abcd.pth').write_bytes(content)
+  checkpoints = tmp_path / 'torch_home' / 'hub' / 'checkpoints'
+  assert download.cached_file(base + good) == str(checkpoints / good)
+  assert (checkpoints / good).read_bytes() == content
+  with pytest.raises(UserError, match=rf'^the download of {base}bad-0123abcd.pth is damaged '
+                     r'\(its SHA-256 does not start with 0123abcd\); run again, or fetch'):
+    download.cached_file(base + 'bad-0123abcd.pth')
+  assert os.listdir(checkpoints) == [good]  # nothing of the damaged download is left
+
+
 @pytest.mark.parametrize('case', ['unknown_arch', 'missing_file', 'workdir_not_empty',
                                   'no_torch'])
 def test_cli_refuses_bad_input_in_one_line(case, tmp_path):
@@ -254,7 +294,8 @@ def test_cli_refuses_bad_input_in_one_line(case, tmp_path):
   # A `torch` that cannot be imported, as where the extra is not installed.
   no_torch = tmp_path / 'no_torch'
   no_torch.mkdir()
-  (no_torch / 'torch.py').write_text("raise ImportError('No module named torch')\n")
+  (no_torch / 'torch.py').write_text(
+      "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
   before = sorted(os.listdir(tmp_path))
   cases = {
       'unknown_arch': (['--arch', 'resnet51'], {}, "unknown --arch 'resnet51'; did you mean "
@@ -266,7 +307,7 @@ def test_cli_refuses_bad_input_in_one_line(case, tmp_path):
       'no_torch': (['--arch', 'resnet18', '--weights', str(weights)],
                    {'PYTHONPATH': os.pathsep.join([str(no_torch), os.environ.get('PYTHONPATH', ''),
                                                    str(REPO)])},
-                   "reading torchvision's weight files needs torch (No module named torch): "
+                   "reading torchvision's weight files needs torch (No module named 'torch'): "
                    "pip install -e '.[convert]'"),
   }
   args, env, line = cases[case]
