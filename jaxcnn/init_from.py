@@ -24,7 +24,10 @@ def merged_variables(fresh: dict, num_classes: int, workdir: str) -> tuple[dict,
   """`fresh` ({'params', 'batch_stats'} of this run's model, for `num_classes` classes) with
   every tensor taken from the run in `workdir` but the classifiers that keep their fresh
   initialization; and the names of those."""
-  source = restored.restore(workdir)
+  try:
+    source = restored.restore(workdir)
+  except UserError as e:  # it names the workdir, not the option that gave it
+    raise UserError(f'--config.init_from={workdir}: {e}') from None
   source_classes = dataset_spec(source.config.data.name).num_classes
   saved = traverse_util.flatten_dict({key: source.variables.get(key, {}) for key in fresh})
   ours = traverse_util.flatten_dict(fresh)

@@ -51,7 +51,8 @@ def random_state(name: str, seed: int = 0) -> dict[str, np.ndarray]:
 
 def zeros_state(name: str) -> dict[str, np.ndarray]:
   """A state_dict of `name`'s shapes that takes no memory: for the refusals, which read shapes."""
-  return {key: np.broadcast_to(np.float32(0), shape) for key, shape in keys_and_shapes(name).items()}
+  return {key: np.broadcast_to(np.float32(0), shape)
+          for key, shape in keys_and_shapes(name).items()}
 
 
 def test_registry_covers_the_issues_archs_with_their_presets():
@@ -445,6 +446,12 @@ def test_init_from_refuses_another_architecture(converted_run):
   assert str(error.value) == (
       f"--config.init_from={converted_run['resnet18']} does not fit this run's model: it lacks "
       'the tensor batch_stats/layer1_2/bn1/mean (resnet there, another architecture?)')
+
+
+def test_init_from_names_the_option_when_its_workdir_is_no_run(tmp_path):
+  with pytest.raises(UserError, match=rf'^--config.init_from={tmp_path}/nope: workdir '
+                     rf'{tmp_path}/nope does not exist'):
+    init_from.merged_variables({}, 10, str(tmp_path / 'nope'))
 
 
 def stub_evaluation(monkeypatch) -> list:

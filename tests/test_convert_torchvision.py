@@ -90,7 +90,8 @@ def torchvision_model(arch, seed: int = 0):
   """torchvision's own class for `arch` as its pretrained weights build it, with random
   weights (fill_randomly) and BN running statistics from 3 random batches."""
   torch.manual_seed(seed)
-  options = dict(transform_input=True, aux_logits=True, init_weights=False) if arch.transform_input else {}
+  options = (dict(transform_input=True, aux_logits=True, init_weights=False)
+             if arch.transform_input else {})
   with torch.device('meta'):  # torchvision's own initialization: replaced anyway
     model = torchvision.models.get_model(arch.name, weights=None, **options)
   model = model.to_empty(device='cpu')
