@@ -25,6 +25,7 @@ from flax import traverse_util
 import jaxcnn
 from conftest import REPO, cli_env, load_config, param_count
 from jaxcnn import init_from, pretrained, train
+from jaxcnn.checkpoint import Checkpoints
 from jaxcnn.errors import UserError
 from jaxcnn.models import create_model
 from jaxcnn.models.layers import GroupedConv
@@ -485,6 +486,23 @@ def test_training_starts_from_a_converted_run(converted_run, monkeypatch, tmp_pa
                              atol=1e-6)
   assert json.load(open(os.path.join(workdir, 'config.json')))['init_from'] == (
       converted_run['resnet18'])
+
+
+def test_a_converted_run_is_not_resumed(converted_run):
+  """Its checkpoint holds no optimizer state: restoring a whole train state from it (what
+  resuming does) is refused in one line that says how to train from it."""
+  workdir = converted_run['resnet18']
+  checkpoints = Checkpoints(workdir, create=False)
+  try:
+    with pytest.raises(UserError) as error:
+      checkpoints.restore({'opt_state': {}})
+  finally:
+    checkpoints.close()
+  assert str(error.value) == (
+      f"checkpoint at step 0 in {workdir}/checkpoints holds a model's variables but no "
+      'optimizer state (a converted run): it cannot be resumed; train from it in another '
+      f'--workdir with --config.init_from={workdir}')
+  assert os.listdir(os.path.join(workdir, 'checkpoints')) == ['0']  # not set aside
 
 
 def test_evaluation_reads_a_converted_run(converted_run, monkeypatch):
