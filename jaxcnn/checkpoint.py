@@ -11,6 +11,7 @@ A checkpoint damaged afterwards (a truncated file) is skipped with a warning, an
 `Checkpoints` moves it to WORKDIR/unreadable_checkpoints/ so that nothing is deleted.
 """
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -36,6 +37,11 @@ def saved_steps(workdir: str) -> list[int]:
 def _warn(message: str) -> None:
   if jax.process_index() == 0:
     print(f'warning: {message}', file=sys.stderr, flush=True)
+
+
+def _field_names(state) -> set[str]:
+  """The fields of a state: a dict's keys, or a dataclass's (TrainState's) fields."""
+  return set(state) if isinstance(state, dict) else {f.name for f in dataclasses.fields(state)}
 
 
 class Checkpoints:
@@ -74,7 +80,7 @@ class Checkpoints:
     return set(ocp.StandardCheckpointHandler().metadata(path).keys())
 
   def _restore_step(self, like, step: int, partial: bool):
-    if not partial and 'opt_state' not in self._saved_fields(step):
+    if not partial and 'opt_state' in _field_names(like) - self._saved_fields(step):
       raise UserError(f"checkpoint at step {step} in {self.directory} holds a model's variables "
                       'but no optimizer state (a converted run): it cannot be resumed; train '
                       f'from it in another --workdir with --config.init_from={self.workdir}')
