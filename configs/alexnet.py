@@ -40,6 +40,8 @@ def get_config(arg=None):
   config.model.widths = (96, 256, 384, 384, 256)
   config.model.conv1_padding = 0
   config.model.dropout_rate = 0.5
+  config.model.dropout_placement = 'outputs'  # of fc6 and fc7, as the paper
+  config.model.pooled_size = 0  # fc6 reads the last pool's map as it is
   config.model.lrn = True
   config.model.overlapping_pool = True
   config.model.initialization = 'paper'  # N(0, 0.01) weights, biases 1 where the paper says
@@ -59,6 +61,9 @@ def get_config(arg=None):
     config.model.towers = 1
     config.model.conv1_padding = 2
     config.model.lrn = False
+    # torchvision's classifier: its 6x6 adaptive pool and dropout before fc6 and fc7.
+    config.model.pooled_size = 6
+    config.model.dropout_placement = 'inputs'
     config.data.image_size = 224
   if preset in ('cifar10', 'imagenette'):
     config.data.name = preset

@@ -2,8 +2,9 @@
 
 The state holds the step, params, batch_stats, optimizer state, the dropout key and the
 latest eval error; the data position follows from the step (see jaxcnn/data/pipeline.py).
-`restore_variables` reads only a trained model's step, params and batch_stats, for use
-without a trainer.
+`restore(..., partial=True)` reads only some fields, say a trained model's step, params and
+batch_stats, for use without a trainer. A converted run (jaxcnn.convert) saves only those
+three: a model to use or to start from (config.init_from), not a training run to resume.
 Saves are asynchronous; orbax writes each into a temporary directory and renames it when
 complete, so a killed run never leaves a half-written checkpoint that a restore would pick.
 A checkpoint damaged afterwards (a truncated file) is skipped with a warning, and a writable
@@ -11,12 +12,14 @@ A checkpoint damaged afterwards (a truncated file) is skipped with a warning, an
 """
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import sys
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from jax.experimental import multihost_utils
 
 from jaxcnn.errors import UserError, WriteError, reason, warn
@@ -34,6 +37,11 @@ def saved_steps(workdir: str) -> list[int]:
 def _warn(message: str) -> None:
   if jax.process_index() == 0:
     warn(message)
+
+
+def _field_names(state) -> set[str]:
+  """The fields of a state: a dict's keys, or a dataclass's (TrainState's) fields."""
+  return set(state) if isinstance(state, dict) else {f.name for f in dataclasses.fields(state)}
 
 
 class Checkpoints:
@@ -73,9 +81,10 @@ class Checkpoints:
       raise WriteError(f'saving the checkpoint in {self.directory}', step, reason(e)) from None
 
   def save(self, state) -> None:
-    """Starts saving `state` in the background. Raises WriteError if this save, or the one
+    """Starts saving a TrainState, or a dict of some of its fields (a converted run's step,
+    params and batch_stats), in the background. Raises WriteError if this save, or the one
     before it, fails."""
-    step = int(state.step)
+    step = int(state['step'] if isinstance(state, dict) else state.step)
     if step in self.all_steps():
       return
     self.wait()  # orbax waits for the previous save anyway; its failure is reported as its own
@@ -98,7 +107,15 @@ class Checkpoints:
       if failures:
         raise failures[0]
 
+  def _saved_fields(self, step: int) -> set[str]:
+    path = epath.Path(self.directory) / str(step) / 'state'
+    return set(ocp.StandardCheckpointHandler().metadata(path).keys())
+
   def _restore_step(self, like, step: int, partial: bool):
+    if not partial and 'opt_state' in _field_names(like) - self._saved_fields(step):
+      raise UserError(f"checkpoint at step {step} in {self.directory} holds a model's variables "
+                      'but no optimizer state (a converted run): it cannot be resumed; train '
+                      f'from it in another --workdir with --config.init_from={self.workdir}')
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     if partial:  # a dict of some of the saved state's fields: only those are read
       args = ocp.args.PyTreeRestore(
@@ -132,12 +149,16 @@ class Checkpoints:
                         f"{', '.join(map(str, steps))}")
       try:
         return self._restore_step(like, step, partial)
+      except UserError:
+        raise
       except Exception as e:  # noqa: BLE001  (orbax and tensorstore raise many kinds)
         raise UserError(f'checkpoint at step {step} in {self.directory} is unreadable '
                         f'({reason(e)}); pick another step: {steps}') from None
     for candidate in reversed(steps):
       try:
         return self._restore_step(like, candidate, partial)
+      except UserError:  # a checkpoint of another kind, not a damaged one
+        raise
       except Exception as e:  # noqa: BLE001
         where = self._set_aside(candidate) if self.writable else 'left in place'
         _warn(f'checkpoint at step {candidate} is unreadable ({reason(e)}); skipped it '

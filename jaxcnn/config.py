@@ -11,10 +11,17 @@ import os
 
 from ml_collections import config_dict
 
+# The repository's config files (in a clone; they are not installed with the package).
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
+
 
 def base_config() -> config_dict.ConfigDict:
   config = config_dict.ConfigDict()
   config.seed = 0
+  # A run's workdir (a converted one from jaxcnn.convert included) whose params and batch-norm
+  # statistics this run starts from, with a fresh optimizer; layers whose only difference is
+  # the number of classes (the classifiers) keep their fresh initialization. '' starts afresh.
+  config.init_from = ''
 
   config.model = config_dict.ConfigDict()
   config.model.name = ''  # a registered model; every other key of the block is a model field

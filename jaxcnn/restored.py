@@ -35,6 +35,26 @@ def input_shape(config) -> tuple[int, int, int]:
   return size, size, dataset_spec(config.data.name).channels
 
 
+def run_model(config) -> nn.Module:
+  """The model of a run's `config`, for its dataset's classes and channels."""
+  spec = dataset_spec(config.data.name)
+  return models.build_model(config, spec.num_classes, spec.channels)
+
+
+def traced(forward, config) -> tuple[Any, list[tuple[str, ...]]]:
+  """`forward(image)` traced (nothing is computed) on one image of the run's input shape: the
+  shapes it returns, and the paths of the modules it calls in the order of their first call."""
+  called = {}
+
+  def record(call, args, kwargs, context):
+    called.setdefault(context.module.path, None)
+    return call(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    shapes = jax.eval_shape(forward, jax.ShapeDtypeStruct((1, *input_shape(config)), jnp.float32))
+  return shapes, list(called)
+
+
 @dataclasses.dataclass
 class Restored:
   config: config_dict.ConfigDict  # the run's config, as it trained
@@ -107,15 +127,8 @@ class Restored:
   def first_layer_filters(self) -> np.ndarray:
     """The kernel [height, width, in channels, filters] of the layer that reads the image:
     the first one with a 4-D kernel that the model calls."""
-    called = []
-
-    def record(call, args, kwargs, context):
-      called.append(context.module.path)
-      return call(*args, **kwargs)
-
-    with nn.intercept_methods(record):
-      jax.eval_shape(functools.partial(self.model.apply, train=False), self.variables,
-                     jax.ShapeDtypeStruct((1, *input_shape(self.config)), jnp.float32))
+    _, called = traced(lambda image: self.model.apply(self.variables, image, train=False),
+                       self.config)
     kernels = traverse_util.flatten_dict(self.variables['params'])
     first = next(path for path in called if getattr(kernels.get((*path, 'kernel')), 'ndim', 0) == 4)
     return np.asarray(kernels[(*first, 'kernel')])
@@ -128,10 +141,8 @@ def restore(workdir: str, step: int | None = None) -> Restored:
   checkpoint, a missing step, or checkpoints that cannot be read.
   """
   config = rundir.read_run_config(workdir)
-  spec = dataset_spec(config.data.name)
-  model = models.build_model(config, spec.num_classes, spec.channels)
-  image = jax.ShapeDtypeStruct((1, *input_shape(config)), jnp.float32)
-  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), image)
+  model = run_model(config)
+  variables, _ = traced(lambda image: model.init(jax.random.key(0), image), config)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
                       {'step': jax.ShapeDtypeStruct((), jnp.int32),

@@ -28,6 +28,7 @@ from jaxcnn import cli
 from jaxcnn import config as config_lib
 from jaxcnn.data.datasets import dataset_spec
 from jaxcnn.models import create_model
+from jaxcnn.pretrained import ARCHS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,20 +212,9 @@ def format_table(summary: dict) -> str:
   return '\n'.join([line(header), *map(line, rows), '', totals])
 
 
-# Published single-crop ImageNet accuracies (top-1 / top-5 %) of torchvision's weights for
-# the same layouts (REFERENCE.md), shown beside the counts in the README table.
-REFERENCE_ACCURACY = {
-    'alexnet.py:torchvision': '56.52 / 79.07',
-    'vgg.py:vgg11': '69.02 / 88.63', 'vgg.py:vgg13': '69.93 / 89.25',
-    'vgg.py:vgg16': '71.59 / 90.38', 'vgg.py:vgg19': '72.38 / 90.88',
-    'vgg.py:vgg11_bn': '70.37 / 89.81', 'vgg.py:vgg13_bn': '71.59 / 90.37',
-    'vgg.py:vgg16_bn': '73.36 / 91.52', 'vgg.py:vgg19_bn': '74.22 / 91.84',
-    'googlenet.py:torchvision': '69.78 / 89.53', 'inception_v3.py:default': '77.29 / 93.45',
-    'resnet.py:resnet18': '69.76 / 89.08', 'resnet.py:resnet34': '73.31 / 91.42',
-    'resnet.py:resnet50': '76.13 / 92.86', 'resnet.py:resnet101': '77.37 / 93.55',
-    'resnet.py:resnet152': '78.31 / 94.05', 'densenet.py:densenet121': '74.43 / 91.97',
-    'densenet.py:densenet169': '75.60 / 92.81', 'densenet.py:densenet201': '76.90 / 93.37',
-}
+# torchvision's published single-crop ImageNet accuracy for the same layout, from the
+# registry of the weights that jaxcnn.convert converts.
+REFERENCE_ACCURACY = {arch.config: arch.accuracy for arch in ARCHS.values()}
 
 
 def _gmacs(macs: int) -> str:
@@ -260,7 +250,7 @@ def main(arguments: list[str]) -> None:
   del arguments  # cli.run refuses any
   options = flags.FLAGS
   if options.table:
-    print(model_table(os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs')))
+    print(model_table(config_lib.CONFIGS_DIR))
     return
   if options.config is None:
     cli.fail('pass --config configs/FAMILY.py[:PRESET] (or --table)')

@@ -1,10 +1,10 @@
 """Training and evaluation: everything a run derives from its config, and the loop.
 
-`train_and_evaluate(config, workdir)` trains from scratch, or resumes from the latest
-checkpoint in `workdir`, and returns the final eval metrics. `setup(config)` builds, in this
-order, what a run needs: the checked config, the device mesh, the data (the in-memory path's
-on the mesh), the model, the optimizer, a fresh train state, and its placement on the mesh
-with the jit-compiled steps.
+`train_and_evaluate(config, workdir)` trains from scratch (or from another run's weights,
+config.init_from: jaxcnn/init_from.py), or resumes from the latest checkpoint in `workdir`,
+and returns the final eval metrics. `setup(config)` builds, in this order, what a run needs:
+the checked config, the device mesh, the data (the in-memory path's on the mesh), the model,
+the optimizer, a fresh train state, and its placement on the mesh with the jit-compiled steps.
 """
 
 import contextlib
@@ -21,7 +21,8 @@ from jax.experimental import multihost_utils
 
 from jaxcnn import config as config_lib
 from jaxcnn import data as input_data
-from jaxcnn import library_log, models, optim, parallel, rundir, steps, tuning, validate
+from jaxcnn import init_from, library_log, models, optim, parallel, rundir, steps, tuning
+from jaxcnn import validate
 from jaxcnn.checkpoint import Checkpoints
 from jaxcnn.errors import UserError, WriteError, writing
 from jaxcnn.preemption import StopRequests
@@ -129,8 +130,12 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
   parallel.initialize_distributed(config.distributed)
   run = setup(config)
   checkpoints = Checkpoints(workdir, create=False)
-  state = checkpoints.restore(run.state, step)
-  checkpoints.close()
+  try:  # what evaluation needs, so that a converted run (no optimizer state) evaluates too
+    saved = checkpoints.restore({'step': run.state.step, 'params': run.state.params,
+                                 'batch_stats': run.state.batch_stats}, step, partial=True)
+  finally:
+    checkpoints.close()
+  state = run.state.replace(**saved)
   return {'step': int(state.step), 'split': 'eval',
           **evaluate(run.eval_step, state, run.data, run.mesh)}
 
@@ -187,7 +192,12 @@ def train_and_evaluate(config, workdir: str, start_over: bool = False) -> dict:
 
 def _train(config, workdir: str, run: Setup, checkpoints: Checkpoints) -> dict:
   mesh, data, total_steps = run.mesh, run.data, run.total_steps
-  state = checkpoints.restore(run.state) if checkpoints.all_steps() else run.state
+  if checkpoints.all_steps():
+    state = checkpoints.restore(run.state)
+  elif config.init_from:
+    state = init_from.start_from(config.init_from, run.state, run.shardings, data.num_classes)
+  else:
+    state = run.state
   start_step = int(state.step)
   if start_step >= total_steps:
     evals = [r for r in read_metrics(workdir) if r['split'] == 'eval']

@@ -5,8 +5,10 @@ and conv5 have `feature_group_count=towers`, so each tower's filters read only i
 the channels, and LRN normalizes within a tower. conv3 and the dense layers read both towers.
 At 227x227 with 1000 classes this is 60,965,224 parameters; `towers=1` gives the ungrouped net.
 torchvision's layout (64/192/384/256/256, one tower, conv1 padded by 2, no LRN, 224x224) is
-the same module with other fields: 61,100,840 parameters. (torchvision also moves dropout
-onto the inputs of fc6 and fc7 rather than their outputs; here it stays where the paper put it.)
+the same module with other fields: 61,100,840 parameters, with two more that make it compute
+torchvision's function: `pooled_size=6` (its adaptive average pool to 6x6 before fc6, so that
+inputs other than 224x224 still give fc6 its 9216 inputs) and `dropout_placement='inputs'`
+(dropout on the inputs of fc6 and fc7, where the paper drops their outputs).
 """
 
 from collections.abc import Sequence
@@ -18,13 +20,16 @@ from jax.sharding import PartitionSpec as P
 
 from jaxcnn.models import register
 from jaxcnn.models.layers import (GroupedConv, LocalResponseNorm, Window, activation,
-                                  smallest_input)
+                                  adaptive_avg_pool, smallest_input)
 
 # The paper: weights from N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden dense
 # layers (to give ReLUs positive inputs early), 0 elsewhere. 'he' (He et al., 2015: variance
 # 2 / fan_in, zero biases) trains from the first step where the paper's init first idles.
 _ONE_BIAS_LAYERS = ('conv2', 'conv4', 'conv5', 'fc6', 'fc7')
 INITIALIZATIONS = ('paper', 'he')
+# Which activations dropout zeroes: the outputs of fc6 and fc7 (the paper's section 4.2), or
+# their inputs (torchvision's classifier: the pooled features and fc6's outputs).
+DROPOUT_PLACEMENTS = ('outputs', 'inputs')
 
 
 def _initializers(init: str, name: str):
@@ -53,12 +58,21 @@ class AlexNet(nn.Module):
   conv1_padding: int = 0  # torchvision's single-tower layout pads 2 and takes 224x224 input
   hidden_units: int = 4096
   dropout_rate: float = 0.5
+  dropout_placement: str = 'outputs'  # 'inputs': torchvision's (see DROPOUT_PLACEMENTS)
+  pooled_size: int = 0  # > 0: pool the last map to this size before fc6 (torchvision: 6)
   lrn: bool = True
   overlapping_pool: bool = True  # 3x3 stride-2 pooling; False gives the 2x2 stride-2 ablation
   activation: str = 'relu'
   initialization: str = 'paper'
   mesh_axes: tuple[str, str] | None = None  # (data, model) axis names inside shard_map
   dtype: jnp.dtype = jnp.float32
+
+  def __post_init__(self):
+    # At construction: raised inside __call__, the input-size check would read it as "too small".
+    if self.dropout_placement not in DROPOUT_PLACEMENTS:
+      raise ValueError(f"unknown model.dropout_placement '{self.dropout_placement}'; known: "
+                       f"{', '.join(DROPOUT_PLACEMENTS)}")
+    super().__post_init__()
 
   def min_input_size(self) -> int:
     pool = Window(3 if self.overlapping_pool else 2, 2)
@@ -93,8 +107,9 @@ class AlexNet(nn.Module):
       return nn.Dense(features, kernel_init=kernel_init, bias_init=bias_init, dtype=self.dtype,
                       name=name)(x)
 
-    def dropout(x):
-      """Dropout whose mask is the slice of the single-device mask that this device holds."""
+    def dropout(x, split_columns=True):
+      """Dropout whose mask is the slice of the single-device mask that this device holds
+      (`split_columns=False`: x's columns are whole on every device of the model axis)."""
       if not train or self.dropout_rate == 0:
         return x
       keep = 1.0 - self.dropout_rate
@@ -104,11 +119,15 @@ class AlexNet(nn.Module):
       else:
         data, model = self.mesh_axes
         rows, columns = x.shape
+        column_parts = jax.lax.axis_size(model) if split_columns else 1
+        column_part = jax.lax.axis_index(model) if split_columns else 0
         whole = jax.random.bernoulli(
-            key, keep, (rows * jax.lax.axis_size(data), columns * jax.lax.axis_size(model)))
+            key, keep, (rows * jax.lax.axis_size(data), columns * column_parts))
         mask = jax.lax.dynamic_slice(
-            whole, (jax.lax.axis_index(data) * rows, jax.lax.axis_index(model) * columns), x.shape)
+            whole, (jax.lax.axis_index(data) * rows, column_part * columns), x.shape)
       return jnp.where(mask, x / keep, 0).astype(x.dtype)
+
+    inputs_dropped = self.dropout_placement == 'inputs'
 
     x = x.astype(self.dtype)
     x = conv(x, 'conv1', self.widths[0], 11, stride=4, padding=self.conv1_padding, grouped=False)
@@ -118,9 +137,16 @@ class AlexNet(nn.Module):
     x = conv(x, 'conv4', self.widths[3], 3, padding=1)
     x = conv(x, 'conv5', self.widths[4], 3, padding=1)
     x = nn.max_pool(x, (window, window), strides=(2, 2))
+    if self.pooled_size:
+      x = adaptive_avg_pool(x, self.pooled_size)
     x = gather(x).reshape(x.shape[0], -1)
+    if inputs_dropped:
+      x = dropout(x, split_columns=False)
+    # fc6's outputs are fc7's inputs: dropped in either placement.
     x = dropout(act(dense(x, 'fc6', self.hidden_units // split)))
-    x = dropout(act(dense(gather(x), 'fc7', self.hidden_units // split)))
+    x = act(dense(gather(x), 'fc7', self.hidden_units // split))
+    if not inputs_dropped:
+      x = dropout(x)
     logits = dense(gather(x), 'fc8', self.num_classes)
     if self.mesh_axes:
       # Every device computed the same logits. shard_map cannot infer that through all_gather;
