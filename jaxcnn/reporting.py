@@ -10,6 +10,7 @@ import contextlib
 import errno
 import json
 import os
+import sys
 
 import jax
 from tqdm import tqdm
@@ -75,9 +76,7 @@ class Reporter:
       with writing(f'writing {self.path}', start_step):
         rundir.write_atomically(self.path, ''.join(json.dumps(r) + '\n' for r in kept))
         self.metrics = open(self.path, 'ab', buffering=0)  # unbuffered: a write is one write(2)
-      # Imported here: tensorboardX imports PyTorch where it is installed (2 s), which a run
-      # refused at its start need not wait for.
-      from tensorboardX import SummaryWriter
+      SummaryWriter = _tensorboardx_writer()
       with writing(f'writing {self.events}', start_step):
         self.tensorboard = SummaryWriter(self.events)
 
@@ -121,3 +120,18 @@ class Reporter:
     else:
       with contextlib.suppress(OSError):
         self.tensorboard.close()
+
+
+def _tensorboardx_writer():
+  """tensorboardX's SummaryWriter, imported without PyTorch. tensorboardX imports torch where
+  it is installed, only to accept its tensors, which jaxcnn never passes: 1.5-2 s and a few
+  hundred MB for every run (a run refused at its start does not import it at all)."""
+  if 'torch' in sys.modules:
+    from tensorboardX import SummaryWriter
+    return SummaryWriter
+  sys.modules['torch'] = None  # makes `import torch` raise ImportError, which tensorboardX takes
+  try:
+    from tensorboardX import SummaryWriter
+  finally:
+    del sys.modules['torch']
+  return SummaryWriter
