@@ -35,6 +35,13 @@ if 'JAXCNN_CACHE_DIR' not in os.environ:
   os.environ['JAXCNN_CACHE_DIR'] = _JAXCNN_CACHE
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+# torchvision (tests/test_convert_torchvision.py) loads triton, whose LLVM crashes the process
+# (a segmentation fault) where TensorFlow's was loaded first; loaded first, both work.
+try:
+  import torchvision.models  # noqa: F401
+except ImportError:
+  pass
+
 # XLA's CPU compile of the models' random initializers alone takes ~6 s; the same programs
 # recur in several tests, in both xdist workers and in the CLI subprocesses, so one
 # compilation cache serves the whole session (the first process to import this file makes
