@@ -55,7 +55,8 @@ MISTAKES = [
     ('blank_workdir', [f'--config={LENET}', '--workdir=  '], ["--workdir '  ' is empty"]),
     ('negative_plateau_patience', [f'--config={LENET}', '--config.optimizer.plateau_patience=-1'],
      ['optimizer.plateau_patience=-1', '> 0']),
-    ('unusable_data_dir', [f'--config={LENET}', '--config.data.data_dir=/proc/nope'],
+    ('unusable_data_dir', [f'--config={LENET}', '--config.data.data_dir=/proc/nope',
+                           '--config.data.in_memory=False'],  # in memory, digits read no data_dir
      ['data_dir /proc/nope cannot be used', 'No such file or directory']),
 ]
 

@@ -41,7 +41,9 @@ def arguments(workdir, data_dir) -> list[str]:
           f'--config.train.num_steps={NUM_STEPS}',
           f'--config.checkpoint.every_steps={CHECKPOINT_EVERY}',
           f'--config.checkpoint.keep={KEEP}', f'--config.eval.every_steps={EVAL_EVERY}',
-          f'--config.train.log_every_steps={LOG_EVERY}', f'--config.data.data_dir={data_dir}']
+          f'--config.train.log_every_steps={LOG_EVERY}', f'--config.data.data_dir={data_dir}',
+          # XLA's convolutions, as the in-process lone run has (tests/conftest.py)
+          '--config.train.conv_tuning=False']
 
 
 def run_main(workdir, data_dir, cwd):
