@@ -58,9 +58,9 @@ def convolution_ms(gradient, conv_choices, params) -> dict[str, float]:
   cached = tuning.measured()
   totals = collections.Counter()
   for geometry, directions in counts.items():
-    chosen = conv_choices.get(geometry, ('xla',) * 3)
-    for direction, name in zip(DIRECTIONS, chosen):
-      totals[direction] += directions[direction] * cached[str(geometry)][direction][name]
+    chosen = dict(zip(DIRECTIONS, conv_choices.get(geometry, ('xla',) * 3)))
+    for direction, count in directions.items():
+      totals[direction] += count * cached[str(geometry)][direction][chosen[direction]]
   return totals
 
 
