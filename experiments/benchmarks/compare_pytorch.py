@@ -15,6 +15,7 @@ stdout and `--out`, with the machine and its load average.
 """
 
 import argparse
+import multiprocessing
 import os
 import platform
 import sys
@@ -22,11 +23,8 @@ import time
 
 import jax
 import jax.numpy as jnp
-import torch
-from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch_models  # noqa: E402
 
 from jaxcnn import bench  # noqa: E402
 from jaxcnn.config import load_module  # noqa: E402
@@ -34,19 +32,25 @@ from jaxcnn.summary import summarize_config  # noqa: E402
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'configs')
 
+
+def models():
+  import torch_models  # imports PyTorch: only the PyTorch process calls this
+  return torch_models
+
+
 # name -> (config file:preset, overrides, batch, PyTorch model for (channels, classes))
 BENCHMARKS = {
-    'LeNet-5': ('lenet.py:default', {}, 128, torch_models.LeNet5),
+    'LeNet-5': ('lenet.py:default', {}, 128, lambda c, n: models().LeNet5(c, n)),
     'AlexNet (digits size)': ('alexnet.py:digits', {}, 128,
-                              lambda c, n: torch_models.AlexNet(c, n, 67)),
-    'AlexNet': ('alexnet.py:default', {}, 32, lambda c, n: torch_models.AlexNet(c, n, 227)),
-    'CIFAR ResNet-20': ('resnet.py:cifar_resnet20', {}, 128, lambda c, n: torch_models.ResNet(
-        torch_models.BasicBlock, (3, 3, 3), c, n, 'cifar', (16, 32, 64), 'zero_pad')),
+                              lambda c, n: models().AlexNet(c, n, 67)),
+    'AlexNet': ('alexnet.py:default', {}, 32, lambda c, n: models().AlexNet(c, n, 227)),
+    'CIFAR ResNet-20': ('resnet.py:cifar_resnet20', {}, 128, lambda c, n: models().ResNet(
+        models().BasicBlock, (3, 3, 3), c, n, 'cifar', (16, 32, 64), 'zero_pad')),
     'ResNet-18 (CIFAR stem)': ('resnet.py:resnet18', {'model.stem': 'cifar', 'data.image_size': 32},
-                               64, lambda c, n: torch_models.ResNet(
-                                   torch_models.BasicBlock, (2, 2, 2, 2), c, n, 'cifar')),
-    'ResNet-50': ('resnet.py:resnet50', {}, 16, lambda c, n: torch_models.ResNet(
-        torch_models.Bottleneck, (3, 4, 6, 3), c, n)),
+                               64, lambda c, n: models().ResNet(
+                                   models().BasicBlock, (2, 2, 2, 2), c, n, 'cifar')),
+    'ResNet-50': ('resnet.py:resnet50', {}, 16, lambda c, n: models().ResNet(
+        models().Bottleneck, (3, 4, 6, 3), c, n)),
 }
 
 
@@ -65,6 +69,8 @@ def jax_config(preset: str, overrides: dict, batch: int):
 def torch_train_steps(model, config, device: str):
   """A function running `count` PyTorch train steps on one batch and waiting for them, after
   one warm-up step."""
+  import torch
+  from torch.nn import functional as F
   size, batch = config.data.image_size, config.train.batch_size
   images = torch.randn(batch, 3, size, size, device=device)
   labels = torch.randint(0, 1000, (batch,), device=device)
@@ -85,15 +91,36 @@ def torch_train_steps(model, config, device: str):
   return train_steps
 
 
+def pytorch_process(connection) -> None:
+  """PyTorch's side, in a process of its own: in one process, jaxcnn's oneDNN calls share
+  PyTorch's OpenMP runtime, which then runs PyTorch's LeNet-5 30% slower than alone.
+  Requests: ('version',), ('build', name) -> parameter count, ('run', steps) -> seconds."""
+  import torch
+  torch.set_num_threads(os.cpu_count())
+  device = 'cuda' if torch.cuda.is_available() else 'cpu'
+  train_steps = None
+  while (request := connection.recv()) is not None:
+    if request[0] == 'version':
+      connection.send(torch.__version__)
+    elif request[0] == 'build':
+      preset, overrides, batch, torch_model = BENCHMARKS[request[1]]
+      model = torch_model(3, 1000).to(device)
+      train_steps = torch_train_steps(model, jax_config(preset, overrides, batch), device)
+      connection.send(sum(p.numel() for p in model.parameters()))
+    else:
+      start = time.perf_counter()
+      train_steps(request[1])
+      connection.send(time.perf_counter() - start)
+
+
 def best_images_per_sec(sides: dict, steps: int, batch: int, rounds: int) -> dict:
   """Each side's best images/s over `rounds` rounds of `steps` steps, the sides taking turns
-  within a round so that a change in the machine's load falls on both."""
+  within a round so that a change in the machine's load falls on both. A side is a function
+  of a step count that runs them and returns the seconds they took."""
   best = dict.fromkeys(sides, 0.0)
   for _ in range(rounds):
-    for name, train_steps in sides.items():
-      start = time.perf_counter()
-      jax.block_until_ready(train_steps(steps))
-      best[name] = max(best[name], steps * batch / (time.perf_counter() - start))
+    for name, seconds in sides.items():
+      best[name] = max(best[name], steps * batch / seconds(steps))
   return best
 
 
@@ -103,8 +130,7 @@ def machine() -> str:
     with open('/proc/cpuinfo') as f:
       names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
     name = names[0] if names else name
-  return (f'{name}, {os.cpu_count()} cores; jax {jax.__version__} on '
-          f'{jax.devices()[0].device_kind}, torch {torch.__version__}')
+  return f'{name}, {os.cpu_count()} cores; jax {jax.__version__} on {jax.devices()[0].device_kind}'
 
 
 def main() -> None:
@@ -115,16 +141,19 @@ def main() -> None:
   parser.add_argument('--only', nargs='*', default=list(BENCHMARKS), choices=list(BENCHMARKS))
   parser.add_argument('--out', default=None, help='also write the table to this file')
   args = parser.parse_args()
-  device = 'cuda' if torch.cuda.is_available() else 'cpu'
-  torch.set_num_threads(os.cpu_count())
+  spawn = multiprocessing.get_context('spawn')  # a fresh interpreter: no jax, no oneDNN
+  pytorch, pytorch_end = spawn.Pipe()
+  spawn.Process(target=pytorch_process, args=(pytorch_end,), daemon=True).start()
+  pytorch.send(('version',))
+  torch_version = pytorch.recv()
   peak = bench.matmul_peak_flops(jnp.float32)
   rows = []
   for name in args.only:
-    preset, overrides, batch, torch_model = BENCHMARKS[name]
+    preset, overrides, batch, _ = BENCHMARKS[name]
     config = jax_config(preset, overrides, batch)
     summary = summarize_config(config)
-    model = torch_model(3, 1000).to(device)
-    torch_params = sum(p.numel() for p in model.parameters())
+    pytorch.send(('build', name))
+    torch_params = pytorch.recv()
     print(f'{name}: {summary["params"]:,} parameters in jaxcnn, {torch_params:,} in PyTorch',
           file=sys.stderr)
     if torch_params != summary['params']:
@@ -132,9 +161,18 @@ def main() -> None:
     start = time.perf_counter()
     _, compile_seconds, jax_train_steps = bench.train_stepper(config)
     setup_seconds = time.perf_counter() - start
-    speed = best_images_per_sec({'jax': jax_train_steps,
-                                 'torch': torch_train_steps(model, config, device)},
-                                args.steps, batch, args.rounds)
+
+    def jax_seconds(steps):
+      start = time.perf_counter()
+      jax.block_until_ready(jax_train_steps(steps))
+      return time.perf_counter() - start
+
+    def torch_seconds(steps):
+      pytorch.send(('run', steps))
+      return pytorch.recv()
+
+    speed = best_images_per_sec({'jax': jax_seconds, 'torch': torch_seconds}, args.steps, batch,
+                                args.rounds)
     jax_speed, torch_speed = speed['jax'], speed['torch']
     flops = bench.train_flops_per_image(config)
     size = config.data.image_size
@@ -144,13 +182,15 @@ def main() -> None:
                 f'{compile_seconds:.1f} |')
     print(rows[-1], file=sys.stderr)
   table = '\n'.join([
-      f'{machine()}; float32; best of {args.rounds} alternating rounds of {args.steps} steps '
+      f'{machine()}, torch {torch_version} in a process of its own; float32; best of '
+      f'{args.rounds} alternating rounds of {args.steps} steps '
       f'after a warm-up step; matmul peak '
       f'{peak / 1e9:.1f} GFLOP/s; load average at the end {os.getloadavg()[0]:.2f}',
       '',
       '| model | input | batch | parameters (both) | jaxcnn images/s | PyTorch eager images/s | '
       'ratio | jaxcnn MFU | PyTorch MFU | jaxcnn set-up s | jaxcnn compile s |',
       '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|', *rows])
+  pytorch.send(None)
   print(table)
   if args.out:
     with open(args.out, 'w') as f:
