@@ -1,17 +1,19 @@
 """Training speed of jaxcnn's train step beside PyTorch eager on the same networks.
 
   pip install -e '.[bench]'
-  python experiments/benchmarks/compare_pytorch.py [--steps N] [--only NAME ...] [--out FILE]
+  python experiments/benchmarks/compare_pytorch.py [--steps N] [--rounds N] [--only NAME ...]
+      [--out FILE]
 
 Each network has the same layers and parameter count in both (checked; a mismatch stops the
 run), the same batch of random float32 images (`synthetic` data: 3 channels, 1000 classes),
 each framework's native layout (jaxcnn NHWC, PyTorch NCHW), an SGD-with-momentum step with
-weight decay, and the same threads (all cores: XLA:CPU's default, set for PyTorch). Each
-side runs one warm-up step, then `--rounds` timed rounds of `--steps` steps, the two sides
-taking turns, and each side's best round counts (as `timeit` does: load only ever slows a
-round). jaxcnn's set-up time (building the model and state, and tuning its convolutions on the
-first run on a machine) and compile time are columns of their own. The markdown table goes to
-stdout and `--out`, with the machine and its load average.
+weight decay, and the same threads (all cores: XLA:CPU's default, set for PyTorch), each
+framework in a process of its own (pytorch_process says why). Each side runs one warm-up
+step, then `--rounds` timed rounds of `--steps` steps, the two sides taking turns, and each
+side's best round counts (as `timeit` does: load only ever slows a round). jaxcnn's set-up
+time (building the model and state, and tuning its convolutions on the first run on a
+machine) and compile time are columns of their own. The markdown table goes to stdout and
+`--out`, with the machine and its load average.
 """
 
 import argparse
