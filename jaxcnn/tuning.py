@@ -125,7 +125,8 @@ def _fastest(times: dict[str, float] | None, direction: str, geometry: Geometry)
   return min(times, key=times.get)
 
 
-def choose(needed: dict[Geometry, Collection[str]], report=print) -> dict[Geometry, tuple[str, str, str]]:
+def choose(needed: dict[Geometry, Collection[str]],
+           report=print) -> dict[Geometry, tuple[str, str, str]]:
   """The fastest formulation of each direction that each geometry runs (XLA's for the
   others): from the cache, or measured now and cached."""
   known = measured()
