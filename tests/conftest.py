@@ -163,6 +163,22 @@ def digits_config(digits_dir):
   return make
 
 
+def run_notebook(workdir: str, monkeypatch) -> tuple[list, str]:
+  """Executes experiments/notebooks/restore_checkpoint.ipynb against `workdir`, as the CLIs
+  run (cli_env); returns its code cells and the text they printed."""
+  import nbclient
+  import nbformat
+  notebook_path = REPO / 'experiments' / 'notebooks' / 'restore_checkpoint.ipynb'
+  monkeypatch.setenv('JAXCNN_WORKDIR', workdir)
+  for name, value in cli_env().items():
+    monkeypatch.setenv(name, value)
+  notebook = nbformat.read(notebook_path, as_version=4)
+  nbclient.NotebookClient(notebook, timeout=300, kernel_name='python3',
+                          resources={'metadata': {'path': str(notebook_path.parent)}}).execute()
+  code = [cell for cell in notebook.cells if cell.cell_type == 'code']
+  return code, ''.join(output.get('text', '') for cell in code for output in cell.outputs)
+
+
 def cli_env(**extra: str) -> dict[str, str]:
   env = dict(os.environ, **extra)
   env['TF_CPP_MIN_LOG_LEVEL'] = '2'

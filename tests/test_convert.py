@@ -23,7 +23,7 @@ import pytest
 from flax import traverse_util
 
 import jaxcnn
-from conftest import REPO, cli_env, load_config, param_count
+from conftest import REPO, cli_env, load_config, param_count, run_notebook
 from jaxcnn import init_from, pretrained, train
 from jaxcnn.checkpoint import Checkpoints
 from jaxcnn.errors import UserError
@@ -31,7 +31,6 @@ from jaxcnn.models import create_model
 from jaxcnn.models.layers import GroupedConv
 from jaxcnn.pretrained import conversion, download, layout
 
-NOTEBOOK = REPO / 'experiments' / 'notebooks' / 'restore_checkpoint.ipynb'
 
 
 @functools.lru_cache
@@ -378,16 +377,7 @@ def converted_run(tmp_path_factory) -> dict[str, str]:
 def test_notebook_shows_a_converted_runs_first_layer_filters(converted_run, monkeypatch):
   """AlexNet's 64 first-layer filters of 11x11x3 (random weights here); the cells that need
   the run's dataset (ImageNet, not here) or its training history say so and show nothing."""
-  import nbclient
-  import nbformat
-  monkeypatch.setenv('JAXCNN_WORKDIR', converted_run['alexnet'])
-  for name, value in cli_env().items():
-    monkeypatch.setenv(name, value)
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  nbclient.NotebookClient(notebook, timeout=300, kernel_name='python3',
-                          resources={'metadata': {'path': str(NOTEBOOK.parent)}}).execute()
-  code = [cell for cell in notebook.cells if cell.cell_type == 'code']
-  text = ''.join(output.get('text', '') for cell in code for output in cell.outputs)
+  code, text = run_notebook(converted_run['alexnet'], monkeypatch)
   workdir = converted_run['alexnet']
   assert f'alexnet trained on imagenet2012 to step 0 ({workdir})' in text
   assert 'no test images of imagenet2012 here: no predictions, no confusion matrix' in text

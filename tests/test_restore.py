@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 
 import jaxcnn
-from conftest import REPO, cli_env, load_config, param_count
+from conftest import cli_env, load_config, param_count, run_notebook
 from jaxcnn import predict, train
 from jaxcnn.errors import UserError
 from jaxcnn.reporting import read_metrics
 
-NOTEBOOK = REPO / 'experiments' / 'notebooks' / 'restore_checkpoint.ipynb'
 
 
 @pytest.fixture(scope='session')
@@ -197,17 +196,7 @@ def png_size(png: bytes) -> tuple[int, int]:
 
 
 def test_notebook_runs_against_a_run(workdir, monkeypatch):
-  import nbclient
-  import nbformat
-  monkeypatch.setenv('JAXCNN_WORKDIR', workdir)
-  for name, value in cli_env().items():
-    monkeypatch.setenv(name, value)
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  nbclient.NotebookClient(notebook, timeout=300, kernel_name='python3',
-                          resources={'metadata': {'path': str(NOTEBOOK.parent)}}).execute()
-
-  code = [cell for cell in notebook.cells if cell.cell_type == 'code']
-  text = ''.join(output.get('text', '') for cell in code for output in cell.outputs)
+  code, text = run_notebook(workdir, monkeypatch)
   right = round(eval_top1(workdir, 100) * 360)
   assert f'lenet5 trained on digits to step 100 ({workdir})' in text
   assert f'{right} of 360 test images right' in text
