@@ -27,7 +27,7 @@ import time
 import jax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare_pytorch import BENCHMARKS, jax_config, machine  # noqa: E402
+from compare_pytorch import BENCHMARKS, jax_config, machine, publish  # noqa: E402
 
 from jaxcnn import bench, parallel, steps, tuning  # noqa: E402
 from jaxcnn.models import conv  # noqa: E402
@@ -121,10 +121,7 @@ def main() -> None:
       f'{os.getloadavg()[0]:.2f}', '',
       f'| model | batch | step ms | {" | ".join(parts)} |',
       '|---|---:|---:|' + '---:|' * len(parts), *rows])
-  print(table)
-  if args.out:
-    with open(args.out, 'w') as f:
-      f.write(table + '\n')
+  publish(table, args.out)
 
 
 if __name__ == '__main__':

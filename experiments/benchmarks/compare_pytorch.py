@@ -135,6 +135,14 @@ def machine() -> str:
   return f'{name}, {os.cpu_count()} cores; jax {jax.__version__} on {jax.devices()[0].device_kind}'
 
 
+def publish(table: str, out: str | None) -> None:
+  """Prints a markdown table, and writes it to `out` too where given."""
+  print(table)
+  if out:
+    with open(out, 'w') as f:
+      f.write(table + '\n')
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--steps', type=int, default=5, help='train steps per timed round')
@@ -193,10 +201,7 @@ def main() -> None:
       'ratio | jaxcnn MFU | PyTorch MFU | jaxcnn set-up s | jaxcnn compile s |',
       '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|', *rows])
   pytorch.send(None)
-  print(table)
-  if args.out:
-    with open(args.out, 'w') as f:
-      f.write(table + '\n')
+  publish(table, args.out)
 
 
 if __name__ == '__main__':
