@@ -181,8 +181,8 @@ def run_notebook(workdir: str, monkeypatch) -> tuple[list, str]:
 
 def cli_env(**extra: str) -> dict[str, str]:
   env = dict(os.environ, **extra)
-  env['TF_CPP_MIN_LOG_LEVEL'] = '2'
-  env['JAX_PLATFORMS'] = 'cpu'  # no accelerator probing (and no warnings about it) on stderr
+  # The tool meets a user's environment: it must quiet TensorFlow's and XLA's logging itself.
+  env.pop('TF_CPP_MIN_LOG_LEVEL', None)
   env['PYTHONUNBUFFERED'] = '1'
   return env
 

@@ -67,13 +67,22 @@ def evaluation_probabilities(setup, state):
   return np.concatenate(rows)
 
 
+# How XLA's HLO text writes the groups of the model axis (devices 2i and 2i+1 of mesh (4, 2)):
+# listed (jax 0.10), as an iota, or by mesh axis name (jax 0.12).
+MODEL_AXIS_GROUPS = ('replica_groups={{0,1},{2,3},{4,5},{6,7}}', 'replica_groups=[4,2]<=[8]',
+                     "{'model'}")
+
+
 def tower_all_gathers(setup):
-  """Shapes that the compiled two-tower train step all-gathers across the model axis."""
+  """Shapes that the compiled two-tower train step all-gathers across the model axis: plain
+  all-gathers and the start of asynchronous ones, whose result is the last shape of a tuple."""
   batch = next(setup.data.train_batches())
   hlo = setup.train_step.lower(setup.state, parallel.shard_batch(batch, setup.mesh)).compile().as_text()
-  pairs = '{0,1},{2,3},{4,5},{6,7}'  # the model axis: devices 2i and 2i+1
-  return [[int(d) for d in re.match(r'.*= f32\[([\d,]+)\]', line).group(1).split(',')]
-          for line in hlo.splitlines() if ' all-gather(' in line and pairs in line]
+  gathers = [line.split(' all-gather')[0] for line in hlo.splitlines()
+             if re.search(r' all-gather(-start)?\(', line)
+             and any(groups in line for groups in MODEL_AXIS_GROUPS)]
+  return [[int(d) for d in re.findall(r'f32\[([\d,]+)\]', result)[-1].split(',')]
+          for result in gathers]
 
 
 def main(data_dir, out_dir):

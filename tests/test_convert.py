@@ -31,7 +31,8 @@ from jaxcnn.models import create_model
 from jaxcnn.models.layers import GroupedConv
 from jaxcnn.pretrained import conversion, download, layout
 
-
+# Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group('convert')
 
 @functools.lru_cache
 def keys_and_shapes(name: str) -> dict[str, tuple[int, ...]]:

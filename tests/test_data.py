@@ -13,6 +13,9 @@ from conftest import load_config
 from jaxcnn import data as input_data
 from jaxcnn.data.datasets import DATASETS
 
+# Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group('data')
+
 TRAIN, TEST = 1437, 360
 # The digits at their stored 8x8, resized (the identity) without augmentation, so each
 # example can be traced back; the other tests keep LeNet's random crops.

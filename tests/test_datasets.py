@@ -12,6 +12,9 @@ import pytest
 
 from conftest import REPO, cli_env, load_config, without_tensorflow
 
+# Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group('datasets')
+
 TRAIN, TEST = 300, 100  # neither divides the batch sizes below
 
 

@@ -16,6 +16,9 @@ from jaxcnn import steps, validate
 from jaxcnn.errors import UserError
 from jaxcnn.models import create_model
 
+# Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group('googlenet')
+
 
 def googlenet(preset='default', num_classes=1000, **fields):
   config = load_config('googlenet', preset)

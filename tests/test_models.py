@@ -12,6 +12,9 @@ from jaxcnn.errors import UserError
 from jaxcnn.models import build_model, create_model, model_names
 from jaxcnn.models.layers import LocalResponseNorm
 
+# Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group('models')
+
 
 def abstract_variables(model, shape):
   """Shapes only (jax.eval_shape): no memory is spent on AlexNet's 61M parameters."""

@@ -16,6 +16,9 @@ import pytest
 import jaxcnn
 from jaxcnn import train
 
+# Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group('parallel')
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 

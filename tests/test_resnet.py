@@ -12,6 +12,9 @@ from jaxcnn import validate
 from jaxcnn.models import create_model
 from jaxcnn.models.resnet import BasicBlock
 
+# Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group('resnet')
+
 # preset -> (classes, input size, parameters, GMACs or None); torchvision's and the paper's counts.
 REFERENCE = {
     'resnet18': (1000, 224, 11_689_512, 1.814),

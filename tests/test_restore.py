@@ -18,6 +18,8 @@ from jaxcnn import predict, train
 from jaxcnn.errors import UserError
 from jaxcnn.reporting import read_metrics
 
+# Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group('restore')
 
 
 @pytest.fixture(scope='session')

@@ -17,7 +17,7 @@ NUM_STEPS = 300  # > 44 steps per epoch (batch 32): resumed parts cross epoch bo
 CHECKPOINT_EVERY = 10
 EVAL_EVERY = 100
 LOG_EVERY = 5  # a line every 5 steps: the test kills a run at a step of its choosing
-KILLS = 5
+KILLS = 3
 
 
 def command(workdir, data_dir, *overrides):
@@ -59,7 +59,7 @@ def test_killed_and_stopped_run_resumes_to_the_same_result(tmp_path, digits_dir)
   assert uninterrupted.returncode == 0, uninterrupted.stderr
   assert 'resuming' not in uninterrupted.stdout
 
-  # B: the same command, SIGKILLed (no cleanup of any kind) at 5 random moments of its steps,
+  # B: the same command, SIGKILLed (no cleanup of any kind) at 3 random moments of its steps,
   # each a few milliseconds after a random step (checkpoint saves included), each time rerun.
   # The moments are random but seeded: JAXCNN_TEST_SEED replays another draw.
   seed = int(os.environ.get('JAXCNN_TEST_SEED', '20261202'))

@@ -11,6 +11,9 @@ from conftest import (assert_smallest_input, load_config, load_config_module, pa
 from jaxcnn.models import create_model
 from jaxcnn.models.layers import adaptive_avg_pool
 
+# Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group('vgg')
+
 PRESETS = load_config_module('vgg').PRESETS
 # torchvision's vgg*/vgg*_bn at 1000 classes (REFERENCE.md).
 EXPECTED = {'vgg11': 132_863_336, 'vgg13': 133_047_848, 'vgg16': 138_357_544,

@@ -26,6 +26,9 @@ from jaxcnn import rundir, sweep, train
 from jaxcnn.errors import UserError, WriteError
 from jaxcnn.reporting import Reporter, read_metrics
 
+# Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group('workdir')
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 NUM_STEPS, CHECKPOINT_EVERY, EVAL_EVERY, LOG_EVERY = 120, 20, 40, 10
 KEEP = NUM_STEPS // CHECKPOINT_EVERY  # every checkpoint is kept, to compare any of them
