@@ -35,6 +35,11 @@ JOBS_DIR = 'jobs'  # submitit's folder in a workdir: its jobs' pickles and logs
 JOB_FILE = 'job.json'  # the last job submitted to train in a workdir
 
 
+# The flags of a job's resources, after --launcher (define_flags).
+JOB_FLAGS = ('nodes', 'tasks', 'gpus_per_node', 'cpus_per_task', 'mem_gb', 'timeout_min',
+             'partition', 'account', 'sbatch', 'wait')
+
+
 def define_flags(launchers: tuple[str, ...], default: str) -> None:
   """The launcher and the job's resources, shared by jaxcnn.sweep and jaxcnn.submit."""
   flags.DEFINE_enum('launcher', default, launchers, 'Where the runs train: ' + ', '.join(
@@ -105,15 +110,16 @@ def check(resources: Resources) -> None:
                     "cluster's login node (or use --launcher=submitit_local on this machine)")
 
 
-def executor(resources: Resources, folder: str):
+def executor(resources: Resources, folder: str, name: str):
   """A submitit executor for the resources' launcher whose jobs keep their files in FOLDER:
-  <job id>_submitted.pkl, and per task <job id>_<task>_log.out and .err."""
+  <job id>_submitted.pkl, and per task <job id>_<task>_log.out and .err. NAME is the jobs'
+  name in the queue."""
   cluster = {'slurm': 'slurm', 'submitit_local': 'local'}[resources.launcher]
   result = submitit.AutoExecutor(folder=folder, cluster=cluster)
   slurm = {'slurm_partition': resources.partition, 'slurm_account': resources.account,
            'slurm_additional_parameters': _sbatch_options(resources.sbatch) or None}
   result.update_parameters(
-      nodes=resources.nodes, tasks_per_node=resources.tasks,
+      name=name, nodes=resources.nodes, tasks_per_node=resources.tasks,
       gpus_per_node=resources.gpus_per_node, cpus_per_task=resources.cpus_per_task,
       mem_gb=resources.mem_gb, timeout_min=resources.timeout_min,
       **({k: v for k, v in slurm.items() if v is not None} if cluster == 'slurm' else {}))

@@ -42,7 +42,8 @@ def main(arguments: list[str]) -> int:
     raise UserError(f'job {job.job_id} still trains in {workdir}; wait for it, or cancel it '
                     f'(scancel {job.job_id} on SLURM) and submit again')
   os.makedirs(workdir, exist_ok=True)
-  executor = launch.executor(resources, os.path.join(workdir, launch.JOBS_DIR))
+  executor = launch.executor(resources, os.path.join(workdir, launch.JOBS_DIR),
+                             os.path.basename(os.path.abspath(workdir)))
   job = executor.submit(launch.TrainingJob(['--config', config_argument, '--workdir', workdir,
                                             *fixed], launch.coordinator_port(resources)))
   launch.record(job, workdir)

@@ -2,6 +2,7 @@
 
   python -m jaxcnn.sweep --config configs/NAME.py[:PRESET] --sweep SWEEP [--workdir DIR]
       [--parallel N] [--results_dir DIR] [--target_train_error E] [--config.KEY=VALUE ...]
+      [--launcher=local|slurm|submitit_local] [--wait] [--nodes N] [--tasks T] ...
 
 Sweeps are defined in the config file's `SWEEPS` dict: name -> a dict of overrides
 {'section.key': value}, or a list of such dicts. A list value is a grid axis: each dict
@@ -12,8 +13,11 @@ Each variant runs `python -m jaxcnn.main` in a subprocess in DIR/<variant> (so a
 in its variant), with the `--config.KEY=VALUE` options given here and then the variant's
 overrides. A finished variant is skipped when the sweep is rerun, without starting JAX: its
 DIR/<variant>/sweep.json holds the same command, and its last eval and checkpoint are at the
-run's last step. The others start, or resume where their run stopped. Then DIR (or --results_dir) gets results.csv and
-results.md, one row per variant, and one PNG per metric (train loss and error, test loss and
+run's last step. The others start, or resume where their run stopped. With
+--launcher=slurm or submitit_local each variant is instead one submitit job
+(jaxcnn/launch.py, which takes the jobs' resources) that runs the same command; a rerun
+does not submit a variant again while its job is queued or running. Then DIR (or
+--results_dir) gets results.csv and results.md, one row per variant, and one PNG per metric (train loss and error, test loss and
 error against the step) overlaying the variants' curves.
 """
 
@@ -316,7 +320,7 @@ def submit(jobs: list, workdir: str, resources: launch.Resources, wait: bool) ->
   submitted = {}
   for name, command, variant_dir in pending:
     os.makedirs(variant_dir, exist_ok=True)
-    executor = launch.executor(resources, os.path.join(variant_dir, launch.JOBS_DIR))
+    executor = launch.executor(resources, os.path.join(variant_dir, launch.JOBS_DIR), name)
     job = executor.submit(VariantJob(command, variant_dir, launch.coordinator_port(resources)))
     launch.record(job, variant_dir)
     submitted[job.job_id] = job
@@ -354,6 +358,12 @@ def main(arguments: list[str]) -> int:
              else f'{cli.default_workdir(config_argument)}-{options.sweep}')
   results_dir = options.results_dir or workdir
   fixed = [a for a in sys.argv[1:] if a.startswith('--config.')]
+  given = [f'--{name}' for name in launch.JOB_FLAGS if options[name].present]
+  if options.launcher == 'local' and given:
+    raise UserError(f'{given[0]} is for jobs; add --launcher=slurm or --launcher=submitit_local')
+  if options.launcher != 'local' and options['parallel'].present:
+    raise UserError('--parallel is for --launcher=local; jobs run as many at once as the '
+                    'scheduler allows')
   rows = run_sweep(options.config, config_argument, options.sweep, workdir, fixed,
                    options.parallel, results_dir, options.target_train_error,
                    launch.resources_from_flags(), options.wait)
