@@ -135,6 +135,14 @@ def closing_line(output: str) -> str:
   return (errors or lines or ['no output'])[-1]
 
 
+def last_words(job) -> str:
+  """What the run of the job's first task said last: its `error:` line (on stderr) if it
+  printed one, else its last line."""
+  task = job.task(0) if job.num_tasks > 1 else job
+  errors = [line for line in (task.stderr() or '').splitlines() if line.startswith('error:')]
+  return closing_line('\n'.join([task.stdout() or '', *errors]))
+
+
 def free_port() -> int:
   with socket.socket() as s:
     s.bind(('', 0))
@@ -234,6 +242,9 @@ def in_flight(workdir: str, jobs: dict | None = None):
   with open(path) as f:
     saved = json.load(f)
   job = (jobs or {}).get(saved['job_id'])
-  if job is None and saved['launcher'] == 'slurm':
+  if job is not None:
+    return None if job.done() else job
+  if saved['launcher'] == 'slurm':  # an earlier command's: only if sacct knows it (not UNKNOWN)
     job = submitit.SlurmJob(folder=saved['folder'], job_id=saved['job_id'])
-  return job if job is not None and not job.done() else None
+    return None if job.done() or job.state == 'UNKNOWN' else job
+  return None

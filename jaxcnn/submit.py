@@ -7,9 +7,10 @@
 
 Each task runs `python -m jaxcnn.main` with the same options: one JAX process of one
 multi-process run, whose rank and world size come from SLURM's environment or, on the local
-executor, from submitit's (jaxcnn/launch.py). The job's files and logs are in
-DIR/jobs/<job id>/. Submitting again resumes the run from its latest checkpoint, as rerunning
-jaxcnn.main does; a preempted or timed-out job is requeued and resumes by itself.
+executor, from submitit's (jaxcnn/launch.py). The job's files are in DIR/jobs/, each task's
+log as <job id>_<task>_log.out and .err. Submitting again resumes the run from its latest
+checkpoint, as rerunning jaxcnn.main does; a preempted or timed-out job is requeued and
+resumes by itself.
 """
 
 import os
@@ -57,7 +58,7 @@ def main(arguments: list[str]) -> int:
     print(f'job {job.job_id} failed: {launch.closing_line(str(error))}')
     return 1
   statuses = job.results()  # each task's run's exit status
-  print(f'job {job.job_id}: {launch.closing_line(job.stdout() or "")}')
+  print(f'job {job.job_id}: {launch.last_words(job)}')
   return 0 if not any(statuses) else 1
 
 
