@@ -17,8 +17,8 @@ run's last step. The others start, or resume where their run stopped. With
 --launcher=slurm or submitit_local each variant is instead one submitit job
 (jaxcnn/launch.py, which takes the jobs' resources) that runs the same command; a rerun
 does not submit a variant again while its job is queued or running. Then DIR (or
---results_dir) gets results.csv and results.md, one row per variant, and one PNG per metric (train loss and error, test loss and
-error against the step) overlaying the variants' curves.
+--results_dir) gets results.csv and results.md, one row per variant, and one PNG per metric
+(train loss and error, test loss and error against the step) overlaying the variants' curves.
 """
 
 import concurrent.futures
@@ -182,7 +182,8 @@ def result_row(name: str, overrides: dict, workdir: str, target: float | None,
   evals = [r for r in records if r['split'] == 'eval']
   marker = read_marker(workdir)
   row = {'variant': name, 'overrides': format_overrides(overrides),
-         'status': status or marker.get('status', 'not run'), 'steps': evals[-1]['step'] if evals else None,
+         'status': status or marker.get('status', 'not run'),
+         'steps': evals[-1]['step'] if evals else None,
          'train_loss': train[-1]['loss'] if train else None,
          'train_top1': train[-1]['top1'] if train else None}
   # Every eval metric the run reports (top1, top5, and e.g. center_top1 with 10-crop testing).
@@ -317,16 +318,16 @@ def submit(jobs: list, workdir: str, resources: launch.Resources, wait: bool) ->
     else:
       check_command(variant_dir, command)  # every variant, before any job is submitted
       pending.append((name, command, variant_dir))
-  submitted = {}
+  submitted = []
   for name, command, variant_dir in pending:
     os.makedirs(variant_dir, exist_ok=True)
     executor = launch.executor(resources, os.path.join(variant_dir, launch.JOBS_DIR), name)
     job = executor.submit(VariantJob(command, variant_dir, launch.coordinator_port(resources)))
     launch.record(job, variant_dir)
-    submitted[job.job_id] = job
+    submitted.append((name, command, variant_dir, job))
     print(f'{name}: submitted as job {job.job_id} (logs in {job.paths.folder})', flush=True)
   if wait:
-    for (name, command, variant_dir), job in zip(pending, submitted.values()):
+    for name, command, variant_dir, job in submitted:
       error = job.exception()  # waits; a job that died outside the run (killed, timed out)
       if error is not None:
         marker = {**read_marker(variant_dir), 'command': command,
@@ -334,7 +335,7 @@ def submit(jobs: list, workdir: str, resources: launch.Resources, wait: bool) ->
         write_atomically(os.path.join(variant_dir, MARKER), json.dumps(marker, indent=2))
       print(f"{name}: {read_marker(variant_dir).get('status', 'not run')} (job {job.job_id})",
             flush=True)
-  return submitted
+  return {job.job_id: job for *_, job in submitted}
 
 
 def define_flags() -> None:
