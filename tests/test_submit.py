@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -35,21 +36,31 @@ def job_files(directory):
   return sorted(str(p.relative_to(directory)) for p in directory.glob('*/jobs/*'))
 
 
-@pytest.fixture(scope='module')
-def seeds_sweep(tmp_path_factory, digits_dir):
+@pytest.fixture(scope='session')
+def seeds_sweep(once_per_session, digits_dir):
   """configs/lenet.py's `seeds` sweep as submitit_local jobs, run three times: with seed-2's
   workdir held by another run (that variant fails, the others train), then again (only seed-2
-  is submitted), then once more (nothing is)."""
-  cwd = tmp_path_factory.mktemp('sweep')
-  args = ['--config', LENET, '--sweep', 'seeds', '--workdir', 'sweep', '--launcher',
-          'submitit_local', '--wait', f'--config.data.data_dir={digits_dir}', *SHORT_RUN]
-  with RunLock(str(cwd / 'sweep' / 'seed-2')):
-    first = run_tool('jaxcnn.sweep', cwd, *args)
-  first_rows = read_rows(cwd / 'sweep')
-  second = run_tool('jaxcnn.sweep', cwd, *args)
-  files = job_files(cwd / 'sweep')
-  third = run_tool('jaxcnn.sweep', cwd, *args)
-  return cwd / 'sweep', first, first_rows, second, files, third
+  is submitted), then once more (nothing is). Once per test session, for every xdist worker:
+  (the sweep's directory, what each of the three commands printed, the rows after the first,
+  the jobs' files after the second)."""
+
+  def run_three_times(cwd):
+    args = ['--config', LENET, '--sweep', 'seeds', '--workdir', 'sweep', '--launcher',
+            'submitit_local', '--wait', f'--config.data.data_dir={digits_dir}', *SHORT_RUN]
+    with RunLock(str(cwd / 'sweep' / 'seed-2')):
+      first = run_tool('jaxcnn.sweep', cwd, *args)
+    first_rows = read_rows(cwd / 'sweep')
+    second = run_tool('jaxcnn.sweep', cwd, *args)
+    files = job_files(cwd / 'sweep')
+    third = run_tool('jaxcnn.sweep', cwd, *args)
+    printed = [{'returncode': r.returncode, 'stdout': r.stdout, 'stderr': r.stderr}
+               for r in (first, second, third)]
+    return {'directory': str(cwd / 'sweep'), 'printed': printed, 'first_rows': first_rows,
+            'files': files}
+
+  result = once_per_session('submitit_sweep', run_three_times)
+  first, second, third = (subprocess.CompletedProcess([], **p) for p in result['printed'])
+  return Path(result['directory']), first, result['first_rows'], second, result['files'], third
 
 
 def read_rows(directory):
@@ -165,6 +176,10 @@ def test_preempted_job_saves_is_requeued_and_resumes_to_the_same_parameters(
       time.sleep(0.05)
     os.kill(int(job.job_id), signal.SIGTERM)  # the local executor passes it on to its task
     os.kill(task, signal.SIGUSR2)
+    for _ in range(3000):  # at most 5 minutes
+      if job.done():
+        break
+      time.sleep(0.1)
     assert job.result() == 0  # the requeued job's run's exit status
   finally:
     job.cancel()
