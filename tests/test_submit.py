@@ -15,6 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+import submitit
 
 from conftest import CONFIGS, cli_env, leaves, records, saved_state
 from jaxcnn import launch, train
@@ -243,7 +244,6 @@ def test_slurm_sweep_submits_one_sbatch_job_per_variant_with_the_resources(tmp_p
     assert script[-1] == (f'srun --unbuffered --output {folder}/%j_%t_log.out --error '
                           f'{folder}/%j_%t_log.err {sys.executable} -u -m submitit.core._submit '
                           f'{folder}')
-    import submitit
     job = submitit.core.utils.DelayedSubmission.load(folder / f'{n}_submitted.pkl').function
     assert job.command == ['-m', 'jaxcnn.main', '--config', LENET, '--workdir',
                            os.path.join('sweep', name), '--config.train.num_steps=30',
