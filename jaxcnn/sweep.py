@@ -2,6 +2,7 @@
 
   python -m jaxcnn.sweep --config configs/NAME.py[:PRESET] --sweep SWEEP [--workdir DIR]
       [--parallel N] [--results_dir DIR] [--target_train_error E] [--config.KEY=VALUE ...]
+      [--launcher=local|slurm|submitit_local] [--wait] [--nodes N] [--tasks T] ...
 
 Sweeps are defined in the config file's `SWEEPS` dict: name -> a dict of overrides
 {'section.key': value}, or a list of such dicts. A list value is a grid axis: each dict
@@ -12,9 +13,12 @@ Each variant runs `python -m jaxcnn.main` in a subprocess in DIR/<variant> (so a
 in its variant), with the `--config.KEY=VALUE` options given here and then the variant's
 overrides. A finished variant is skipped when the sweep is rerun, without starting JAX: its
 DIR/<variant>/sweep.json holds the same command, and its last eval and checkpoint are at the
-run's last step. The others start, or resume where their run stopped. Then DIR (or --results_dir) gets results.csv and
-results.md, one row per variant, and one PNG per metric (train loss and error, test loss and
-error against the step) overlaying the variants' curves.
+run's last step. The others start, or resume where their run stopped. With
+--launcher=slurm or submitit_local each variant is instead one submitit job
+(jaxcnn/launch.py, which takes the jobs' resources) that runs the same command; a rerun
+does not submit a variant again while its job is queued or running. Then DIR (or
+--results_dir) gets results.csv and results.md, one row per variant, and one PNG per metric
+(train loss and error, test loss and error against the step) overlaying the variants' curves.
 """
 
 import concurrent.futures
@@ -28,7 +32,7 @@ import time
 
 from absl import flags
 
-from jaxcnn import cli
+from jaxcnn import cli, launch
 from jaxcnn import config as config_lib
 from jaxcnn.checkpoint import saved_steps
 from jaxcnn.errors import UserError, reason
@@ -120,48 +124,66 @@ def is_finished(workdir: str, command: list[str]) -> bool:
   return read_marker(workdir).get('command') == command and run_finished(workdir)
 
 
-def closing_line(output: str) -> str:
-  """What a run said last: its `error: ...` line if it printed one, else its last line."""
-  lines = [line.strip() for line in output.splitlines() if line.strip()]
-  errors = [line for line in lines if line.startswith('error:')]
-  return (errors or lines or ['no output'])[-1]
-
-
-def run_variant(command: list[str], workdir: str) -> dict:
-  """Runs (or resumes) one variant; returns its marker, also written to WORKDIR/sweep.json."""
+def check_command(workdir: str, command: list[str]) -> dict:
+  """WORKDIR's marker, if it is one of this command's (or there is none)."""
   previous = read_marker(workdir)
   if previous and previous['command'] != command:
     raise UserError(f'{workdir} holds a run of another command ({" ".join(previous["command"])}); '
                     'pass another --workdir or delete that directory')
+  return previous
+
+
+def run_variant(command: list[str], workdir: str, task_args: list[str] = (),
+                call=subprocess.call) -> dict:
+  """Runs (or resumes) one variant; returns its marker, also written to WORKDIR/sweep.json.
+  TASK_ARGS follow the command (a job's distributed options); CALL runs it."""
+  previous = check_command(workdir, command)
   os.makedirs(workdir, exist_ok=True)
   env = {'TF_CPP_MIN_LOG_LEVEL': '2', **os.environ}
   start = time.perf_counter()
   with open(os.path.join(workdir, 'sweep.log'), 'w') as log:
-    result = subprocess.run([sys.executable, *command], stdout=log, stderr=subprocess.STDOUT,
-                            env=env, check=False)
+    returncode = call([sys.executable, *command, *task_args], stdout=log,
+                      stderr=subprocess.STDOUT, env=env)
   with open(os.path.join(workdir, 'sweep.log')) as log:
     output = log.read()
-  if result.returncode:
-    status = f'failed: {closing_line(output)}'
+  if returncode:
+    status = f'failed: {launch.closing_line(output)}'
   else:  # a signal (SIGTERM, Ctrl-C) stops a run early with a checkpoint and exit status 0
-    status = 'ok' if run_finished(workdir) else f'stopped: {closing_line(output)}'
+    status = 'ok' if run_finished(workdir) else f'stopped: {launch.closing_line(output)}'
   marker = {'command': command, 'status': status,  # a resumed run adds the earlier attempts' time
             'wall_s': previous.get('wall_s', 0.0) + time.perf_counter() - start}
   write_atomically(os.path.join(workdir, MARKER), json.dumps(marker, indent=2))
   return marker
 
 
+class VariantJob(launch.TrainingJob):
+  """A variant as a submitit job: its first task runs it as run_variant does (sweep.log,
+  sweep.json), the others their share of a multi-process run."""
+
+  def __init__(self, command: list[str], workdir: str, port: int | None):
+    super().__init__(command[2:], port)  # command is ['-m', 'jaxcnn.main', *ARGS]
+    self.command, self.workdir = command, workdir
+
+  def train(self, task_args: list[str], rank: int):
+    if rank:
+      return super().train(task_args, rank)
+    return run_variant(self.command, self.workdir, task_args, call=self.call)
+
+
 def steps_to_error(train_records: list[dict], target: float) -> int | None:
   return next((r['step'] for r in train_records if 1 - r['top1'] <= target), None)
 
 
-def result_row(name: str, overrides: dict, workdir: str, target: float | None) -> dict:
+def result_row(name: str, overrides: dict, workdir: str, target: float | None,
+               status: str | None = None) -> dict:
+  """The variant's row; STATUS, if given, instead of its marker's (a job in flight)."""
   records = read_metrics(workdir)
   train = [r for r in records if r['split'] == 'train']
   evals = [r for r in records if r['split'] == 'eval']
   marker = read_marker(workdir)
   row = {'variant': name, 'overrides': format_overrides(overrides),
-         'status': marker.get('status', 'not run'), 'steps': evals[-1]['step'] if evals else None,
+         'status': status or marker.get('status', 'not run'),
+         'steps': evals[-1]['step'] if evals else None,
          'train_loss': train[-1]['loss'] if train else None,
          'train_top1': train[-1]['top1'] if train else None}
   # Every eval metric the run reports (top1, top5, and e.g. center_top1 with 10-crop testing).
@@ -235,10 +257,15 @@ def load_sweep(config_argument: str, sweep_name: str) -> list[dict]:
 
 
 def run_sweep(config, config_argument: str, sweep_name: str, workdir: str, fixed: list[str],
-              parallel: int, results_dir: str, target: float | None) -> list[dict]:
-  """Runs the variants not finished yet, then writes the tables and plots; returns the rows."""
+              parallel: int, results_dir: str, target: float | None,
+              resources: launch.Resources = launch.Resources('local'),
+              wait: bool = True) -> list[dict]:
+  """Runs the variants not finished yet (or submits them as jobs, and with `wait` waits for
+  them), then writes the tables and plots; returns the rows."""
   if parallel < 1:
     raise UserError(f'--parallel={parallel}: give at least 1')
+  if resources.launcher != 'local':
+    launch.check(resources)
   variants = load_sweep(config_argument, sweep_name)
   check_variants(config, variants, {a.split('=')[0][len('--config.'):] for a in fixed})
   jobs = []
@@ -260,15 +287,55 @@ def run_sweep(config, config_argument: str, sweep_name: str, workdir: str, fixed
     print(f"{name}: {marker['status']} after {marker['wall_s']:.0f} s", flush=True)
 
   with RunLock(workdir):  # one sweep at a time in a directory; each run locks its own
-    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-      list(pool.map(run, jobs))
+    if resources.launcher == 'local':
+      with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(run, jobs))
+      submitted = {}
+    else:
+      submitted = submit(jobs, workdir, resources, wait)
     os.makedirs(results_dir, exist_ok=True)
-    rows = [result_row(name, overrides, os.path.join(workdir, name), target)
-            for name, overrides, _ in jobs]
+    rows = []
+    for name, overrides, _ in jobs:
+      job = launch.in_flight(os.path.join(workdir, name), submitted)
+      rows.append(result_row(name, overrides, os.path.join(workdir, name), target,
+                             f'queued or running: job {job.job_id}' if job else None))
     write_tables(rows, results_dir)
     curves = {name: read_metrics(os.path.join(workdir, name)) for name, _, _ in jobs}
     write_plots(curves, results_dir, sweep_name)
   return rows
+
+
+def submit(jobs: list, workdir: str, resources: launch.Resources, wait: bool) -> dict:
+  """Submits each variant that is neither finished nor in flight as a job; with `wait` waits
+  for them. Returns the jobs submitted, by id."""
+  pending = []
+  for name, _, command in jobs:
+    variant_dir = os.path.join(workdir, name)
+    if is_finished(variant_dir, command):
+      print(f'{name}: finished earlier, skipped', flush=True)
+    elif job := launch.in_flight(variant_dir):
+      print(f'{name}: still queued or running as job {job.job_id}, not submitted again', flush=True)
+    else:
+      check_command(variant_dir, command)  # every variant, before any job is submitted
+      pending.append((name, command, variant_dir))
+  submitted = []
+  for name, command, variant_dir in pending:
+    os.makedirs(variant_dir, exist_ok=True)
+    executor = launch.executor(resources, os.path.join(variant_dir, launch.JOBS_DIR), name)
+    job = executor.submit(VariantJob(command, variant_dir, launch.coordinator_port(resources)))
+    launch.record(job, variant_dir)
+    submitted.append((name, command, variant_dir, job))
+    print(f'{name}: submitted as job {job.job_id} (logs in {job.paths.folder})', flush=True)
+  if wait:
+    for name, command, variant_dir, job in submitted:
+      error = job.exception()  # waits; a job that died outside the run (killed, timed out)
+      if error is not None:
+        marker = {**read_marker(variant_dir), 'command': command,
+                  'status': f'failed: job {job.job_id}: {launch.closing_line(str(error))}'}
+        write_atomically(os.path.join(variant_dir, MARKER), json.dumps(marker, indent=2))
+      print(f"{name}: {read_marker(variant_dir).get('status', 'not run')} (job {job.job_id})",
+            flush=True)
+  return {job.job_id: job for *_, job in submitted}
 
 
 def define_flags() -> None:
@@ -280,6 +347,7 @@ def define_flags() -> None:
   flags.DEFINE_string('results_dir', None, 'Where results and plots go (default: --workdir).')
   flags.DEFINE_float('target_train_error', None,
                      'Adds a column: the first step whose logged train error is at most this.')
+  launch.define_flags(('local', *launch.SUBMITIT_LAUNCHERS), default='local')
   flags.mark_flags_as_required(['sweep'])
 
 
@@ -291,12 +359,20 @@ def main(arguments: list[str]) -> int:
              else f'{cli.default_workdir(config_argument)}-{options.sweep}')
   results_dir = options.results_dir or workdir
   fixed = [a for a in sys.argv[1:] if a.startswith('--config.')]
+  given = [f'--{name}' for name in launch.JOB_FLAGS if options[name].present]
+  if options.launcher == 'local' and given:
+    raise UserError(f'{given[0]} is for jobs; add --launcher=slurm or --launcher=submitit_local')
+  if options.launcher != 'local' and options['parallel'].present:
+    raise UserError('--parallel is for --launcher=local; jobs run as many at once as the '
+                    'scheduler allows')
   rows = run_sweep(options.config, config_argument, options.sweep, workdir, fixed,
-                   options.parallel, results_dir, options.target_train_error)
-  failed = [row['variant'] for row in rows if row['status'] != 'ok']
-  print(f"{len(rows) - len(failed)} of {len(rows)} variants ok; results in "
-        f"{os.path.join(results_dir, 'results.md')}")
-  return 1 if failed else 0
+                   options.parallel, results_dir, options.target_train_error,
+                   launch.resources_from_flags(), options.wait)
+  ok = sum(row['status'] == 'ok' for row in rows)
+  queued = sum(row['status'].startswith('queued') for row in rows)
+  print(f"{ok} of {len(rows)} variants ok{f', {queued} queued or running' if queued else ''}; "
+        f"results in {os.path.join(results_dir, 'results.md')}")
+  return 1 if ok + queued < len(rows) else 0
 
 
 if __name__ == '__main__':

@@ -163,7 +163,7 @@ def test_unwritable_workdir_is_refused(tmp_path, run_cli):
   assert blocker.read_text() == 'not a directory'
 
 
-@pytest.mark.parametrize('tool', ['main', 'sweep', 'bench', 'summary', 'predict'])
+@pytest.mark.parametrize('tool', ['main', 'sweep', 'submit', 'bench', 'summary', 'predict'])
 def test_help_exits_0_with_the_usage(tool, tmp_path):
   result = subprocess.run([sys.executable, '-m', f'jaxcnn.{tool}', '--help'], cwd=tmp_path,
                           env=cli_env(), capture_output=True, text=True, timeout=120)
