@@ -119,12 +119,19 @@ def place(config, model, state, mesh: Mesh) -> Placement:
   _check_fits(config, model, mesh)
   state = state.replace(apply_fn=_model_apply(model, mesh))
   shardings = _state_shardings(state, model, mesh)
-  return Placement(mesh, jax.device_put(state, shardings), shardings,
-                   NamedSharding(mesh, P('data')))
+  return Placement(mesh, put(state, shardings), shardings, NamedSharding(mesh, P('data')))
+
+
+def put(tree, shardings):
+  """`tree` placed with `shardings`, from a host copy of its values: each process holds the
+  whole value and keeps its own devices' parts. (A jax.Array on this process's one device,
+  put straight onto a mesh of several processes with one device each, becomes an array
+  whose shard claims every device of the mesh, which orbax cannot save.)"""
+  return jax.device_put(jax.device_get(tree), shardings)
 
 
 def replicate(tree, mesh: Mesh):
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  return put(tree, NamedSharding(mesh, P()))
 
 
 def shard_batch(local_batch: dict, mesh: Mesh) -> dict:
