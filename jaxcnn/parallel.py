@@ -25,12 +25,15 @@ def initialize_distributed(distributed) -> None:
   """
   if jax.distributed.is_initialized():
     return
+  timeouts = dict(initialization_timeout=distributed.initialization_timeout_seconds,
+                  heartbeat_timeout_seconds=distributed.heartbeat_timeout_seconds,
+                  shutdown_timeout_seconds=distributed.shutdown_timeout_seconds)
   if distributed.coordinator_address:
     jax.distributed.initialize(distributed.coordinator_address, distributed.num_processes,
-                               distributed.process_id)
+                               distributed.process_id, **timeouts)
   elif (int(os.environ.get('SLURM_NTASKS', '1')) > 1
         or len(os.environ.get('TPU_WORKER_HOSTNAMES', '').split(',')) > 1):
-    jax.distributed.initialize()  # reads SLURM's or the TPU slice's environment
+    jax.distributed.initialize(**timeouts)  # reads SLURM's or the TPU slice's environment
 
 
 def make_mesh(data: int, model: int) -> Mesh:
