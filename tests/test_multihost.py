@@ -4,6 +4,7 @@ on one; a lost process ends the other, and a rerun resumes to the same bits; wor
 are not one shared directory stop both before any training."""
 
 import os
+import shutil
 import subprocess
 import time
 
@@ -28,13 +29,6 @@ def command(workdir, data_dir, *overrides):
       f'--config.train.log_every_steps={CHECKPOINT_EVERY}', '--config.mesh.data=2', *overrides)
 
 
-def env(devices: int) -> dict:
-  """A process with `devices` CPU devices, whose collectives may wait long on busy cores
-  without XLA aborting them as stuck (as tests/parallel_worker.py)."""
-  return cli_env(JAX_NUM_CPU_DEVICES=str(devices),
-                 XLA_FLAGS='--xla_cpu_collective_call_terminate_timeout_seconds=600')
-
-
 def start(workdirs, data_dir, cwd):
   """The processes of one run, process i in workdirs[i], each with one CPU device."""
   port = free_port()
@@ -42,8 +36,15 @@ def start(workdirs, data_dir, cwd):
       command(workdir, data_dir, f'--config.distributed.coordinator_address=localhost:{port}',
               f'--config.distributed.num_processes={len(workdirs)}',
               f'--config.distributed.process_id={i}'),
-      cwd=cwd, env=env(1), text=True, stdout=subprocess.PIPE,
+      cwd=cwd, env=cli_env(JAX_NUM_CPU_DEVICES='1'), text=True, stdout=subprocess.PIPE,
       stderr=subprocess.PIPE) for i, workdir in enumerate(workdirs)]
+
+
+def start_one_process(workdir, data_dir, cwd):
+  """The same run in one process with two CPU devices."""
+  return subprocess.Popen(command(workdir, data_dir), cwd=cwd,
+                          env=cli_env(JAX_NUM_CPU_DEVICES='2'), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def finish(processes, timeout=300) -> list[tuple[int, str, str]]:
@@ -62,6 +63,12 @@ def flat_params(workdir) -> dict:
           for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
 
 
+# XLA:CPU sometimes deadlocks a process with several devices in an all-gather between them on
+# these 2 busy cores, then aborts it after 40 s with this line (1 run in 3 of this config, on
+# main's code as on this branch); such a run is tried again.
+STUCK = 'Termination timeout for `all gather'
+
+
 @pytest.fixture(scope='module')
 def runs(digits_dir, once_per_session):
   """Workdirs and outputs of the same run as 2 processes x 1 device and as 1 process x 2
@@ -69,10 +76,13 @@ def runs(digits_dir, once_per_session):
 
   def run_both(base):
     two, one = base / 'two_processes', base / 'one_process'
-    processes = start([two, two], digits_dir, base) + [subprocess.Popen(
-        command(one, digits_dir), cwd=base, env=env(2), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)]
-    *two_processes, one_process = finish(processes)
+    *two_processes, one_process = finish(start([two, two], digits_dir, base)
+                                         + [start_one_process(one, digits_dir, base)])
+    for _ in range(2):  # two more tries at most
+      if STUCK not in one_process[2]:
+        break
+      shutil.rmtree(one)
+      one_process = finish([start_one_process(one, digits_dir, base)])[0]
     return {'two': str(two), 'one': str(one), 'two_processes': two_processes,
             'one_process': one_process}
 
