@@ -34,6 +34,14 @@ def saved_steps(workdir: str) -> list[int]:
   return sorted(int(name) for name in names if name.isdigit())
 
 
+def last_good(workdir: str) -> str:
+  """Where a stopped run stands: its latest committed checkpoint, in words."""
+  steps = saved_steps(workdir)
+  return (f'the last good checkpoint, step {steps[-1]}, is in '
+          f'{os.path.join(os.path.abspath(workdir), DIRECTORY)}' if steps
+          else 'no checkpoint had been saved before it')
+
+
 def _warn(message: str) -> None:
   if jax.process_index() == 0:
     warn(message)
@@ -63,10 +71,7 @@ class Checkpoints:
     return max(self.all_steps(), default=None)
 
   def last_good(self) -> str:
-    """Where a stopped run stands: its latest committed checkpoint, in words."""
-    last = self.latest_step()
-    return (f'the last good checkpoint, step {last}, is in {self.directory}' if last is not None
-            else 'no checkpoint had been saved before it')
+    return last_good(self.workdir)
 
   def all_steps(self) -> list[int]:
     return saved_steps(self.workdir)
@@ -190,9 +195,11 @@ class Checkpoints:
     return self
 
   def __exit__(self, error_type, *_):
-    """Closes; after a run that failed, a second failure would only hide the first."""
+    """Closes; after a run that failed, a second failure would only hide the first. A failed
+    run of several processes leaves at once (jaxcnn/multihost.py): a save under way may be
+    waiting for a process that is lost."""
     if error_type is None:
       self.close()
-    else:
+    elif jax.process_count() == 1:
       with contextlib.suppress(WriteError):
         self.close()

@@ -71,6 +71,10 @@ def base_config() -> config_dict.ConfigDict:
   # A step with a non-finite loss or state stops the run with an error (default), or with
   # True is skipped (the state stays as it was) and counted in the train records.
   config.train.skip_nonfinite_steps = False
+  # SIGTERM or Ctrl-C stops the run after its step, with a checkpoint; a run that has not
+  # ended this many seconds later (blocked, say, waiting for a lost process), or a second
+  # signal, ends at once without one.
+  config.train.stop_grace_seconds = 120
   # The models' computation dtype: 'bfloat16' is mixed precision (parameters, optimizer state
   # and the loss stay float32); 'float64' needs JAX_ENABLE_X64=1.
   config.train.compute_dtype = 'float32'
@@ -110,6 +114,12 @@ def base_config() -> config_dict.ConfigDict:
   config.distributed.coordinator_address = ''  # host:port of process 0
   config.distributed.num_processes = 1
   config.distributed.process_id = 0
+  # JAX's runtime (seconds): how long the processes wait for each other to start; how long a
+  # silent process may go before it counts as lost, which ends every process of the run; how
+  # long a process that has finished waits for the others at exit.
+  config.distributed.initialization_timeout_seconds = 300
+  config.distributed.heartbeat_timeout_seconds = 100
+  config.distributed.shutdown_timeout_seconds = 300
 
   config.mesh = config_dict.ConfigDict()
   config.mesh.data = -1  # -1: every device not used by the model axis

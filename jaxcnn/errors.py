@@ -2,7 +2,8 @@
 of the run that could not be written (WriteError), and warnings.
 
 Entry points print a UserError as a single line and exit non-zero, with no traceback; the
-trainer turns a WriteError into a UserError that adds the last good checkpoint.
+trainer turns a WriteError into a UserError that adds the last good checkpoint. `exit_now`
+ends a process that must not wait for anything, not even Python's clean-up, after its line.
 """
 
 import contextlib
@@ -46,3 +47,12 @@ def writing(what: str, step: int):
 
 def warn(message: str) -> None:
   print(f'warning: {message}', file=sys.stderr, flush=True)
+
+
+def exit_now(line: str, status: int) -> None:
+  """Prints `line` on stderr and ends the process with `status` at once: no exit handlers,
+  so nothing waits for another process (JAX's runtime would, at exit) or a blocked thread."""
+  print(line, file=sys.stderr)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(status)

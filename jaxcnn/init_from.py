@@ -11,7 +11,7 @@ another width) is refused in one line that names the first differing tensor.
 import jax
 from flax import traverse_util
 
-from jaxcnn import restored
+from jaxcnn import parallel, restored
 from jaxcnn.data.datasets import dataset_spec
 from jaxcnn.errors import UserError
 
@@ -63,5 +63,5 @@ def start_from(workdir: str, state, shardings, num_classes: int):
     kept = f"; kept fresh for this run's {num_classes} classes: {', '.join(fresh_kept)}"
     print(f'starting from the weights of {workdir}' + (kept if fresh_kept else ''))
   return state.replace(
-      params=jax.device_put(variables['params'], shardings.params),
-      batch_stats=jax.device_put(variables['batch_stats'], shardings.batch_stats))
+      params=parallel.put(variables['params'], shardings.params),
+      batch_stats=parallel.put(variables['batch_stats'], shardings.batch_stats))

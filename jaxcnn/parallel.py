@@ -25,12 +25,15 @@ def initialize_distributed(distributed) -> None:
   """
   if jax.distributed.is_initialized():
     return
+  timeouts = dict(initialization_timeout=distributed.initialization_timeout_seconds,
+                  heartbeat_timeout_seconds=distributed.heartbeat_timeout_seconds,
+                  shutdown_timeout_seconds=distributed.shutdown_timeout_seconds)
   if distributed.coordinator_address:
     jax.distributed.initialize(distributed.coordinator_address, distributed.num_processes,
-                               distributed.process_id)
+                               distributed.process_id, **timeouts)
   elif (int(os.environ.get('SLURM_NTASKS', '1')) > 1
         or len(os.environ.get('TPU_WORKER_HOSTNAMES', '').split(',')) > 1):
-    jax.distributed.initialize()  # reads SLURM's or the TPU slice's environment
+    jax.distributed.initialize(**timeouts)  # reads SLURM's or the TPU slice's environment
 
 
 def make_mesh(data: int, model: int) -> Mesh:
@@ -119,12 +122,19 @@ def place(config, model, state, mesh: Mesh) -> Placement:
   _check_fits(config, model, mesh)
   state = state.replace(apply_fn=_model_apply(model, mesh))
   shardings = _state_shardings(state, model, mesh)
-  return Placement(mesh, jax.device_put(state, shardings), shardings,
-                   NamedSharding(mesh, P('data')))
+  return Placement(mesh, put(state, shardings), shardings, NamedSharding(mesh, P('data')))
+
+
+def put(tree, shardings):
+  """`tree` placed with `shardings`, from a host copy of its values: each process holds the
+  whole value and keeps its own devices' parts. (A jax.Array on this process's one device,
+  put straight onto a mesh of several processes with one device each, becomes an array
+  whose shard claims every device of the mesh, which orbax cannot save.)"""
+  return jax.device_put(jax.device_get(tree), shardings)
 
 
 def replicate(tree, mesh: Mesh):
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  return put(tree, NamedSharding(mesh, P()))
 
 
 def shard_batch(local_batch: dict, mesh: Mesh) -> dict:

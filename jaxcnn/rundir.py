@@ -29,11 +29,12 @@ LOCK_FILE = 'run.lock'
 CHECKPOINTS = 'checkpoints'  # the directory jaxcnn/checkpoint.py keeps its checkpoints in
 
 # What a resumed run may change: how long it trains, how it evaluates, checkpoints and
-# reports, where its data lies, the devices it runs on and how it computes its convolutions.
+# reports, where its data lies, the devices it runs on, how it computes its convolutions and
+# how long it may take to stop.
 # Anything else would make the resumed steps those of another experiment.
 RESUMABLE_CHANGES = ('train.num_epochs', 'train.num_steps', 'train.log_every_steps', 'eval.',
                      'checkpoint.', 'data.data_dir', 'data.download', 'distributed.', 'mesh.',
-                     'train.conv_tuning')
+                     'train.conv_tuning', 'train.stop_grace_seconds')
 
 
 def check_name(workdir: str) -> None:

@@ -21,7 +21,8 @@ from jax.experimental import multihost_utils
 
 from jaxcnn import config as config_lib
 from jaxcnn import data as input_data
-from jaxcnn import init_from, library_log, models, optim, parallel, rundir, steps, tuning
+from jaxcnn import init_from, library_log, models, multihost, optim, parallel, rundir, steps
+from jaxcnn import tuning
 from jaxcnn import validate
 from jaxcnn.checkpoint import Checkpoints
 from jaxcnn.errors import UserError, WriteError, writing
@@ -178,16 +179,18 @@ def train_and_evaluate(config, workdir: str, start_over: bool = False) -> dict:
   eval metrics ({} when a signal stopped the run early, after saving a checkpoint)."""
   validate.check_config(config)
   parallel.initialize_distributed(config.distributed)
-  rundir.check_workdir(config, workdir, start_over, lock_holder=jax.process_index() == 0)
-  run = setup(config)
-  with _opened_workdir(config, workdir, start_over):
-    try:
-      with Checkpoints(workdir, config.checkpoint.keep) as checkpoints:
-        return _train(config, workdir, run, checkpoints)
-    except WriteError as e:  # a full disk, a lost permission: earlier checkpoints are intact
-      raise UserError(f'{e}; {checkpoints.last_good()}; free space or restore write '
-                      'permission there, lower checkpoint.keep, or pass another --workdir, then '
-                      'rerun the same command to resume') from None
+  with multihost.ends_together(workdir):
+    rundir.check_workdir(config, workdir, start_over, lock_holder=jax.process_index() == 0)
+    multihost.check_shared_workdir(workdir)
+    run = setup(config)
+    with _opened_workdir(config, workdir, start_over):
+      try:
+        with Checkpoints(workdir, config.checkpoint.keep) as checkpoints:
+          return _train(config, workdir, run, checkpoints)
+      except WriteError as e:  # a full disk, a lost permission: earlier checkpoints are intact
+        raise UserError(f'{e}; {checkpoints.last_good()}; free space or restore write '
+                        'permission there, lower checkpoint.keep, or pass another --workdir, '
+                        'then rerun the same command to resume') from None
 
 
 def _train(config, workdir: str, run: Setup, checkpoints: Checkpoints) -> dict:
@@ -217,7 +220,7 @@ def _train(config, workdir: str, run: Setup, checkpoints: Checkpoints) -> dict:
   timed_steps, timer, paused = 0, time.perf_counter(), 0.0
   final = {}
 
-  with StopRequests() as stop, reporter:
+  with StopRequests(config.train.stop_grace_seconds) as stop, reporter:
     for step in range(start_step + 1, total_steps + 1):  # `step` counts steps done, as state.step
       state, _ = run.train_step(state, next(batches))
       timed_steps += 1

@@ -26,6 +26,9 @@ COUNTS = (('train.batch_size', 1, None), ('eval.batch_size', 1, None),
           ('eval.every_steps', 0, 'after every epoch'), ('checkpoint.every_steps', 1, None),
           ('checkpoint.keep', 1, None), ('optimizer.plateau_patience', 1, None),
           ('optimizer.warmup_epochs', 0, None), ('distributed.num_processes', 1, None),
+          ('distributed.initialization_timeout_seconds', 1, None),
+          ('distributed.heartbeat_timeout_seconds', 1, None),
+          ('distributed.shutdown_timeout_seconds', 1, None), ('train.stop_grace_seconds', 1, None),
           ('model.hidden_units', 1, None), ('model.towers', 1, None),
           ('model.growth_rate', 1, None), ('model.conv1_padding', 0, None))
 

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -197,6 +198,20 @@ def without_tensorflow(directory: Path) -> dict[str, str]:
                                                       os.environ.get('PYTHONPATH')]))}
 
 
+def free_port() -> int:
+  """A TCP port free on localhost now: a coordinator address for a multi-process run."""
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def max_relative_error(a, b) -> float:
+  """The largest difference between two sets of named tensors (an .npz file, a dict), relative
+  to each tensor's largest magnitude in the second."""
+  assert sorted(a.keys()) == sorted(b.keys())
+  return max(float(np.max(np.abs(a[k] - b[k])) / np.max(np.abs(b[k]))) for k in a.keys())
+
+
 def cli_command(*args: str) -> list[str]:
   return [sys.executable, '-m', 'jaxcnn.main', *args]
 
@@ -231,11 +246,18 @@ def records(workdir, split):
 
 
 def saved_state(workdir, step=None):
-  """The state saved at `step` (default: the last), read back with orbax as numpy arrays."""
+  """The state saved at `step` (default: the last), read back with orbax onto this process's
+  first device, whatever devices saved it."""
+  import jax
   import orbax.checkpoint as ocp
   step = step or committed_steps(workdir)[-1]
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  saved = ocp.StandardCheckpointHandler().metadata(
+      Path(workdir, 'checkpoints', str(step), 'state'))
+  like = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
+                      dict(saved))
   with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'), item_names=('state',)) as m:
-    state = m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+    state = m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(like))).state
   return step, state
 
 

@@ -5,7 +5,6 @@ The runs happen in subprocesses with 8 CPU devices (tests/parallel_worker.py).""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 import jaxcnn
+from conftest import free_port, max_relative_error
 from jaxcnn import train
 
 # Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
@@ -34,17 +34,11 @@ def runs(digits_dir, once_per_session):
   return once_per_session('parallel', run_worker)
 
 
-def max_relative_error(path_a, path_b):
-  a, b = np.load(path_a), np.load(path_b)
-  assert sorted(a.files) == sorted(b.files)
-  return max(float(np.max(np.abs(a[k] - b[k])) / np.max(np.abs(b[k]))) for k in a.files)
-
-
 @pytest.mark.parametrize('mesh', ['8x1', '4x2'])
 def test_alexnet_meshes_match_one_device(runs, mesh):
   reference, run = runs['alexnet_1x1'], runs[f'alexnet_{mesh}']
   np.testing.assert_allclose(run['losses'], reference['losses'], rtol=1e-5)
-  assert max_relative_error(run['params'], reference['params']) < 1e-5
+  assert max_relative_error(np.load(run['params']), np.load(reference['params'])) < 1e-5
   assert run['eval']['num_examples'] == 360
   assert run['eval']['top1'] == reference['eval']['top1']
 
@@ -52,7 +46,7 @@ def test_alexnet_meshes_match_one_device(runs, mesh):
 def test_resnet18_data_parallel_matches_one_device(runs):
   reference, run = runs['resnet18_1x1'], runs['resnet18_8x1']
   np.testing.assert_allclose(run['losses'], reference['losses'], rtol=1e-5)
-  assert max_relative_error(run['params'], reference['params']) < 1e-5
+  assert max_relative_error(np.load(run['params']), np.load(reference['params'])) < 1e-5
 
 
 def test_towers_gather_only_where_the_paper_exchanged(runs):
@@ -92,12 +86,6 @@ def alexnet_config(data_dir, data, model):
   sys.path.insert(0, HERE)
   from parallel_worker import small_config
   return small_config('alexnet.py', 'digits', str(data_dir), data, model)
-
-
-def free_port():
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
 
 
 def test_two_processes_match_one_process(runs, digits_dir, tmp_path):
