@@ -16,6 +16,9 @@ import jaxcnn
 from conftest import (CONFIGS, cli_command, cli_env, committed_steps, free_port, leaves,
                       max_relative_error, records, saved_state)
 
+# Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group('multihost')
+
 NUM_STEPS = 100
 CHECKPOINT_EVERY = 50
 
