@@ -104,7 +104,8 @@ def measure_steps(config, steps: int, synthetic: bool = False) -> dict:
   state = train_steps(0)  # the state the steps left: they donate the ones before
   _seconds(lambda: run.eval_step(state, eval_batch), 1)
   eval_seconds = _seconds(lambda: run.eval_step(state, eval_batch), steps)
-  return {'compile_seconds': compile_seconds,
+  return {'devices': run.mesh.devices.size,  # the mesh's, which may leave some out
+          'compile_seconds': compile_seconds,
           'train_step_ms': 1000 * train_seconds / steps,
           'train_images_per_sec': steps * config.train.batch_size / train_seconds,
           'eval_images_per_sec': steps * config.eval.batch_size / eval_seconds}
@@ -146,7 +147,7 @@ def benchmark(config, steps: int, loop: bool = True) -> dict:
     spec, size = dataset_spec(config.data.name), config.data.image_size
     warn(f'{not_prepared}; timing the steps on synthetic data of its shape and classes '
          f'({size}x{size}x{spec.channels}, {spec.num_classes} classes)')
-  result = {'device': jax.devices()[0].device_kind, 'devices': jax.device_count(),
+  result = {'device': jax.devices()[0].device_kind,
             'batch': config.train.batch_size, 'steps': steps,
             'compute_dtype': config.train.compute_dtype, 'synthetic_stand_in': bool(not_prepared)}
   result.update(measure_steps(config, steps, synthetic=bool(not_prepared)))
