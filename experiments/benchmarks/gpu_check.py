@@ -6,8 +6,9 @@ Needs jax with CUDA, flax, optax, orbax and jaxcnn's small pure-Python dependenc
 (ml-collections, absl-py, tqdm, tensorboardX); no TensorFlow, PyTorch or prepared dataset.
 It:
 - prints the devices;
-- trains the quick-start model (configs/lenet.py) QUICK_START_STEPS steps on the digits through
-  the in-memory path (scikit-learn's copy; synthetic images where scikit-learn is absent);
+- trains the quick-start model (configs/lenet.py) QUICK_START_STEPS steps on one device, on the
+  digits through the in-memory path (scikit-learn's copy; synthetic images where scikit-learn
+  is absent);
 - benchmarks one device with jaxcnn.bench: ResNet-50 at 224x224 in bfloat16 and float32,
   AlexNet at 227x227 in float32 and bfloat16, and CIFAR ResNet-20; on synthetic data of each
   config's shape where its dataset is not prepared, as bench does;
@@ -41,6 +42,7 @@ QUICK_START_STEPS = 300
 BENCHMARK_STEPS = 20
 TOWER_STEPS = 5
 TOWER_TOLERANCE = 1e-4  # relative: the same float32 math, summed in another order
+ONE_DEVICE = {'mesh.data': 1, 'mesh.model': 1}
 # name: (config, overrides), each on one device.
 BENCHMARKS = {
     'resnet50_bfloat16': ('resnet.py:resnet50', {'train.compute_dtype': 'bfloat16'}),
@@ -89,7 +91,7 @@ def train_run(config, workdir: str, steps: int, log_every: int) -> tuple[dict, l
 
 
 def quick_start(steps: int, smoke: bool) -> dict:
-  config = load('lenet.py', smoke)
+  config = load('lenet.py', smoke, **ONE_DEVICE)
   digits_or_synthetic(config)
   with tempfile.TemporaryDirectory() as workdir:
     start = time.perf_counter()
@@ -106,7 +108,7 @@ def quick_start(steps: int, smoke: bool) -> dict:
 def benchmarks(steps: int, smoke: bool) -> dict:
   results = {}
   for name, (argument, overrides) in BENCHMARKS.items():
-    config = load(argument, smoke, **{'mesh.data': 1, 'mesh.model': 1, **overrides})
+    config = load(argument, smoke, **ONE_DEVICE, **overrides)
     if smoke and name not in SMOKE_BENCHMARKS:
       results[name] = {'skipped': 'GPU-sized (--cpu-smoke)'}
       print(f'{name}: skipped (GPU-sized, --cpu-smoke)')
