@@ -97,7 +97,6 @@ def export_case(name: str) -> dict:
     result[split] = {
         'platforms': list(exported.platforms), 'devices': exported.nr_devices,
         'image_shape': list(exported.in_avals[len(state_shardings)].shape),
-        'state_split_over_model': split_over_model(state_shardings),
         'exported_state_split_over_model': split_over_model(
             exported.in_shardings_jax(run.mesh)[:len(state_shardings)]),
         'convolutions': text.count('stablehlo.convolution'),
