@@ -9,6 +9,9 @@
 - input pipeline: jaxcnn.data.throughput.measure, the train batches alone; null for
   `synthetic` data (one fixed batch in memory, no pipeline) or where the tf.data path lacks
   TensorFlow.
+- A config whose dataset is not prepared here (ImageNet, say) is timed on synthetic data of
+  its shape and classes, with a warning line on stderr; the input pipeline and the loop are
+  then null, with the reason.
 - loop: train_and_evaluate for 2 x `--steps` steps logging every `--steps`, in a temporary
   workdir; the images/s of its second train record (input, step and logging; eval and
   checkpoint pauses excluded, as in metrics.jsonl; the first record holds the compilation).
@@ -29,6 +32,7 @@ from absl import flags
 
 from jaxcnn import cli
 from jaxcnn.data import throughput
+from jaxcnn.errors import warn
 
 MATMUL_SIZE = {'cpu': 2048}  # other platforms: 8192
 MATMUL_REPEATS = 5
@@ -63,14 +67,18 @@ def train_flops_per_image(config) -> int:
   return 3 * 2 * summarize_config(config)['macs']
 
 
-def train_stepper(config):
+def train_stepper(config, synthetic: bool = False):
   """(the set-up run, seconds to compile its train step, a function that runs `count` train
   steps on one batch already on the devices and returns the train state after them), after
-  one warm-up step."""
+  one warm-up step. `synthetic`: on random data of the config's shape and classes."""
+  import jax
   from jaxcnn import parallel, train, validate
+  from jaxcnn.data.synthetic import SyntheticData
   validate.check_config(config)
   parallel.initialize_distributed(config.distributed)
-  run = train.setup(config)
+  data = (SyntheticData(config, jax.process_index(), jax.process_count(), like=config.data.name)
+          if synthetic else None)
+  run = train.setup(config, data=data)
   batch = parallel.shard_batch(next(iter(run.data.train_batches())), run.mesh)
   start = time.perf_counter()
   step = run.train_step.lower(run.state, batch).compile()
@@ -86,17 +94,18 @@ def train_stepper(config):
   return run, compile_seconds, train_steps
 
 
-def measure_steps(config, steps: int) -> dict:
+def measure_steps(config, steps: int, synthetic: bool = False) -> dict:
   """Compile seconds, and train and eval step speed on batches already on the devices."""
   from jaxcnn import parallel
-  run, compile_seconds, train_steps = train_stepper(config)
+  run, compile_seconds, train_steps = train_stepper(config, synthetic)
   train_seconds = _seconds(lambda: train_steps(steps), 1)
 
   eval_batch = parallel.shard_batch(next(iter(run.data.eval_batches())), run.mesh)
   state = train_steps(0)  # the state the steps left: they donate the ones before
   _seconds(lambda: run.eval_step(state, eval_batch), 1)
   eval_seconds = _seconds(lambda: run.eval_step(state, eval_batch), steps)
-  return {'compile_seconds': compile_seconds,
+  return {'devices': run.mesh.devices.size,  # the mesh's, which may leave some out
+          'compile_seconds': compile_seconds,
           'train_step_ms': 1000 * train_seconds / steps,
           'train_images_per_sec': steps * config.train.batch_size / train_seconds,
           'eval_images_per_sec': steps * config.eval.batch_size / eval_seconds}
@@ -131,15 +140,27 @@ def benchmark(config, steps: int, loop: bool = True) -> dict:
   """Every figure of the module docstring for `config` (its batch size, its compute dtype)."""
   import jax
   import jax.numpy as jnp
-  result = {'device': jax.devices()[0].device_kind, 'devices': jax.device_count(),
+  from jaxcnn.data import dataset_spec, preparation_problem
+  not_prepared = preparation_problem(config.data.name, config.data.data_dir,
+                                     config.data.download)
+  if not_prepared:
+    spec, size = dataset_spec(config.data.name), config.data.image_size
+    warn(f'{not_prepared}; timing the steps on synthetic data of its shape and classes '
+         f'({size}x{size}x{spec.channels}, {spec.num_classes} classes)')
+  result = {'device': jax.devices()[0].device_kind,
             'batch': config.train.batch_size, 'steps': steps,
-            'compute_dtype': config.train.compute_dtype}
-  result.update(measure_steps(config, steps))
+            'compute_dtype': config.train.compute_dtype, 'synthetic_stand_in': bool(not_prepared)}
+  result.update(measure_steps(config, steps, synthetic=bool(not_prepared)))
   flops = train_flops_per_image(config)
   peak = matmul_peak_flops(jnp.dtype(config.train.compute_dtype))
   model_flops = flops * result['train_images_per_sec']
   result.update({'train_flops_per_image': flops, 'model_flops_per_sec': model_flops,
                  'matmul_peak_flops_per_sec': peak, 'mfu': model_flops / peak})
+  if not_prepared:  # no input pipeline to time, and the loop would read the dataset
+    result.update({'input_images_per_sec': None, 'loop_images_per_sec': None,
+                   'input_note': f'{not_prepared} (the steps ran on synthetic data)',
+                   'loop_note': f'the loop reads the dataset: {not_prepared}'})
+    return result
   result['input_images_per_sec'], input_note = measure_input(config, steps)
   if input_note:
     result['input_note'] = input_note
@@ -156,7 +177,8 @@ def format_result(result: dict) -> str:
                          else f"not measured: {result.get(key.split('_')[0] + '_note')}")
   return '\n'.join([
       f"{result['device']} x {result['devices']}, batch {result['batch']}, "
-      f"{result['compute_dtype']}, {result['steps']} timed steps",
+      f"{result['compute_dtype']}, {result['steps']} timed steps"
+      + (', synthetic data' if result['synthetic_stand_in'] else ''),
       f"compile        {result['compile_seconds']:.1f} s",
       f"train step     {result['train_step_ms']:.1f} ms, {per_sec('train_images_per_sec')}",
       f"eval step      {per_sec('eval_images_per_sec')}",

@@ -118,11 +118,16 @@ class Placement:
 def place(config, model, state, mesh: Mesh) -> Placement:
   """A fresh train state of `model` placed on the config's mesh (make_mesh): checks that the
   batches and the model fit the mesh, and runs the model under shard_map where the mesh
-  splits it."""
+  splits it. A state of shapes (jax.eval_shape's) is placed as shapes with shardings."""
   _check_fits(config, model, mesh)
   state = state.replace(apply_fn=_model_apply(model, mesh))
   shardings = _state_shardings(state, model, mesh)
-  return Placement(mesh, put(state, shardings), shardings, NamedSharding(mesh, P('data')))
+  if isinstance(jax.tree.leaves(state)[0], jax.ShapeDtypeStruct):
+    state = jax.tree.map(lambda leaf, sharding: jax.ShapeDtypeStruct(
+        leaf.shape, leaf.dtype, sharding=sharding), state, shardings)
+  else:
+    state = put(state, shardings)
+  return Placement(mesh, state, shardings, NamedSharding(mesh, P('data')))
 
 
 def put(tree, shardings):

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxcnn import config as config_lib
 from jaxcnn import data as input_data
@@ -73,39 +74,58 @@ class Setup:
   conv_choices: dict  # the convolution formulations both steps run (jaxcnn/tuning.py)
 
 
-def setup(config) -> Setup:
+def setup(config, data=None, abstract: bool = False) -> Setup:
   """Everything but the steps, for a config that validate.check_config has passed; a
   UserError (one line) for what only the data, the model or the devices can tell is wrong.
+
+  `data`: a data source to use instead of the config's (bench's synthetic stand-in for a
+  dataset that is not prepared). `abstract`: the state as shapes with their shardings
+  (jax.eval_shape), neither computed nor on the devices, for lowering the steps alone
+  (jax.export, tests/test_export.py).
 
   Several processes must have started JAX's distributed runtime first
   (parallel.initialize_distributed), since the data each process reads depends on it.
   """
   mesh = parallel.make_mesh(config.mesh.data, config.mesh.model)
-  data = input_data.create(config, mesh=mesh)
+  data = data or input_data.create(config, mesh=mesh)
   model = models.build_model(config, data.num_classes, data.channels)
   total_steps = config_lib.total_steps(config, data.steps_per_epoch)
   steps_per_eval = config.eval.every_steps or data.steps_per_epoch
   schedule = optim.learning_rate_schedule(config.optimizer, total_steps, data.steps_per_epoch)
   tx = optim.create_optimizer(config.optimizer, schedule, steps_per_eval)
   size = config.data.image_size
-  state = steps.create_train_state(config, model, tx, (1, size, size, data.channels))
+  fresh_state = functools.partial(steps.create_train_state, config, model, tx,
+                                  (1, size, size, data.channels))
+  state = jax.eval_shape(fresh_state) if abstract else fresh_state()
   placed = parallel.place(config, model, state, mesh)
-  batch_norm_groups = placed.mesh.shape['data'] if config.train.batch_norm_per_device else 1
-  train_step = functools.partial(steps.train_step, label_smoothing=config.train.label_smoothing,
-                                 aux_loss_weights=tuple(config.train.aux_loss_weights),
-                                 batch_norm_groups=batch_norm_groups)
-  conv_choices = _conv_choices(config, placed, data.channels, train_step)
-  train_step = jax.jit(
-      functools.partial(train_step, conv_choices=conv_choices),
-      in_shardings=(placed.shardings, placed.batch_sharding), out_shardings=(placed.shardings, None),
-      donate_argnums=0)
-  eval_step = jax.jit(functools.partial(steps.eval_step, conv_choices=conv_choices),
-                      in_shardings=(placed.shardings, placed.batch_sharding))
+  conv_choices = _conv_choices(config, placed, data.channels)
+  train_step, eval_step = jit_steps(config, placed.mesh, placed.shardings, conv_choices)
   return Setup(placed.mesh, data, schedule, placed.state, placed.shardings, total_steps,
                steps_per_eval, train_step, eval_step, conv_choices)
 
 
-def _conv_choices(config, placed, channels: int, train_step) -> dict:
+def _train_step(config, mesh):
+  """steps.train_step with the config's options."""
+  batch_norm_groups = mesh.shape['data'] if config.train.batch_norm_per_device else 1
+  return functools.partial(steps.train_step, label_smoothing=config.train.label_smoothing,
+                           aux_loss_weights=tuple(config.train.aux_loss_weights),
+                           batch_norm_groups=batch_norm_groups)
+
+
+def jit_steps(config, mesh, shardings, conv_choices: dict) -> tuple[Any, Any]:
+  """The jit-compiled train step (which donates the state) and eval step of a run on `mesh`
+  whose state has `shardings`, running the convolution formulations `conv_choices`."""
+  batch_sharding = NamedSharding(mesh, P('data'))
+  train_step = jax.jit(
+      functools.partial(_train_step(config, mesh), conv_choices=conv_choices),
+      in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None),
+      donate_argnums=0)
+  eval_step = jax.jit(functools.partial(steps.eval_step, conv_choices=conv_choices),
+                      in_shardings=(shardings, batch_sharding))
+  return train_step, eval_step
+
+
+def _conv_choices(config, placed, channels: int) -> dict:
   """How this run's convolutions are computed: tuned on a CPU with one device when
   train.conv_tuning is on (jaxcnn/tuning.py), else XLA's everywhere."""
   if not (config.train.conv_tuning and placed.mesh.devices.size == 1
@@ -116,9 +136,10 @@ def _conv_choices(config, placed, channels: int, train_step) -> dict:
   labels = lambda batch: jax.ShapeDtypeStruct((batch,), jnp.int32)
   eval_batch = config.eval.batch_size
   views = (config.eval.crops,) if config.eval.crops > 1 else ()
+  train_batch = config.train.batch_size
   return tuning.choose(tuning.geometries(
-      (train_step, placed.state, {'image': image(config.train.batch_size),
-                                   'label': labels(config.train.batch_size)}),
+      (_train_step(config, placed.mesh), placed.state, {'image': image(train_batch),
+                                                        'label': labels(train_batch)}),
       (steps.eval_step, placed.state, {'image': image(eval_batch, *views),
                                        'label': labels(eval_batch),
                                        'mask': jax.ShapeDtypeStruct((eval_batch,), bool)})))

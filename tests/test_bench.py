@@ -28,6 +28,7 @@ def test_bench_json_figures(tmp_path):
     assert math.isfinite(figures[key]) and figures[key] > 0, key
   assert 0 < figures['mfu'] <= 1
   assert figures['input_images_per_sec'] is None and 'synthetic' in figures['input_note']
+  assert figures['synthetic_stand_in'] is False  # data.name='synthetic' is no stand-in
   config = load_config('lenet')
   config.data.name = 'synthetic'
   assert figures['train_flops_per_image'] == 6 * summarize_config(config)['macs']
@@ -118,3 +119,30 @@ def test_resnet18_cifar_stem_keeps_32x32_until_the_first_stage():
                                                  mutable=['intermediates']), variables)
   assert state['intermediates']['layer1_0']['__call__'][0].shape == (1, 32, 32, 64)
   assert state['intermediates']['layer4_1']['__call__'][0].shape == (1, 4, 4, 512)
+
+
+def test_bench_times_synthetic_data_where_the_dataset_is_not_prepared(tmp_path, capsys):
+  from jaxcnn import bench
+  from jaxcnn.data import not_prepared_error
+  from jaxcnn.data.synthetic import SyntheticData
+  config = load_config('lenet', 'mnist')
+  config.data.data_dir = str(tmp_path)  # holds no mnist
+  config.train.batch_size, config.eval.batch_size = 16, 100
+  result = bench.benchmark(config, steps=2)
+  problem = not_prepared_error('mnist', str(tmp_path))
+  assert capsys.readouterr().err.splitlines() == [
+      f'warning: {problem}; timing the steps on synthetic data of its shape and classes '
+      '(32x32x1, 10 classes)']
+  assert result['synthetic_stand_in'] is True
+  for key in ('train_images_per_sec', 'eval_images_per_sec', 'compile_seconds'):
+    assert math.isfinite(result[key]) and result[key] > 0, key
+  assert 0 < result['mfu'] <= 1
+  assert result['train_flops_per_image'] == 6 * summarize_config(config)['macs']
+  assert result['input_images_per_sec'] is None and result['loop_images_per_sec'] is None
+  assert result['input_note'] == f'{problem} (the steps ran on synthetic data)'
+  assert result['loop_note'] == f'the loop reads the dataset: {problem}'
+  # The stand-in has mnist's channels and classes, not those of data.name='synthetic'.
+  data = SyntheticData(config, 0, 1, like='mnist')
+  assert (data.num_classes, data.channels) == (10, 1)
+  assert data.train_batch['image'].shape == (16, 32, 32, 1)
+  assert data.eval_batch['label'].max() < 10

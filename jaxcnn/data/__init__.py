@@ -14,7 +14,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxcnn.data.datasets import (  # noqa: F401
-    DATASETS, OFFLINE_BUILDERS, dataset_spec, not_prepared_error, require_prepared, trains_in_memory)
+    DATASETS, OFFLINE_BUILDERS, dataset_spec, not_prepared_error, preparation_problem,
+    require_prepared, trains_in_memory)
 
 
 def create(config, process_index: int | None = None, process_count: int | None = None,

@@ -141,10 +141,17 @@ def not_prepared_error(name: str, data_dir: str | None) -> str | None:
   return f"dataset '{name}' is not prepared in data_dir {root}: {how}"
 
 
+def preparation_problem(name: str, data_dir: str | None, download: bool) -> str | None:
+  """Why training cannot read `name` as things stand: a dataset that it would have to
+  download, unless asked to (None for the offline builders, which prepare themselves, and
+  for `synthetic`)."""
+  if name == 'synthetic' or name in OFFLINE_BUILDERS or download:
+    return None
+  return not_prepared_error(name, data_dir)
+
+
 def require_prepared(name: str, data_dir: str | None, download: bool) -> None:
-  """Fails at once (before TensorFlow's slow import) for a dataset that training would have
-  to download, unless asked to; the offline builders prepare themselves."""
-  problem = (name not in OFFLINE_BUILDERS and not download
-             and not_prepared_error(name, data_dir))
+  """Fails at once (before TensorFlow's slow import) where preparation_problem says why."""
+  problem = preparation_problem(name, data_dir, download)
   if problem:
     raise UserError(problem)

@@ -15,10 +15,12 @@ EVAL_EXAMPLES = 10_000
 
 
 class SyntheticData:
-  """This process's rows of a fixed random global batch (the same for any process count)."""
+  """This process's rows of a fixed random global batch (the same for any process count),
+  with the classes and channels of dataset `like` (jaxcnn.bench's stand-in for a dataset
+  that is not prepared)."""
 
-  def __init__(self, config, process_index: int, process_count: int):
-    self.spec = dataset_spec('synthetic')
+  def __init__(self, config, process_index: int, process_count: int, like: str = 'synthetic'):
+    self.spec = dataset_spec(like)
     self.num_classes = self.spec.num_classes
     self.channels = self.spec.channels
     self.steps_per_epoch = TRAIN_EXAMPLES // config.train.batch_size

@@ -6,7 +6,8 @@ the filter gradient, and which formulation is fastest depends on the shape and t
 So the choice is made by measurement (jaxcnn/tuning.py) and handed to the traced step:
 `with using(choices):` maps each Geometry to a formulation per direction. Without choices,
 every direction is XLA's. A choice other than XLA's runs on CPU only (lax.platform_dependent),
-so a step lowered for GPU or TPU holds XLA's convolutions alone.
+so a step lowered for GPU or TPU holds XLA's convolutions alone (tests/test_export.py); on
+CPU it runs under the name scope NAME_conv_DIRECTION (e.g. `taps_conv_kernel_grad`).
 
 `Conv` is `nn.Conv` with this convolution; parameters and their names are unchanged.
 """
@@ -80,6 +81,8 @@ def _run(direction: str, geometry: Geometry, x, kernel, out_grad=None):
   if name == 'xla':
     return xla(x, kernel, out_grad)
   chosen = functools.partial(getattr(FORMULATIONS[name], direction), g=geometry)
+  # Named, so that a profile or a lowered module says which formulation runs where.
+  chosen = jax.named_scope(f'{name}_conv_{direction}')(chosen)
   return lax.platform_dependent(x, kernel, out_grad, cpu=chosen, default=xla)
 
 
