@@ -4,7 +4,6 @@ on one; a lost process ends the other, and a rerun resumes to the same bits; wor
 are not one shared directory stop both before any training."""
 
 import os
-import shutil
 import subprocess
 import time
 
@@ -45,8 +44,11 @@ def start(workdirs, data_dir, cwd):
 
 def start_one_process(workdir, data_dir, cwd):
   """The same run in one process with two CPU devices."""
-  return subprocess.Popen(command(workdir, data_dir), cwd=cwd,
-                          env=cli_env(JAX_NUM_CPU_DEVICES='2'), text=True,
+  # Its two devices' threads meet in each all-gather; on 2 cores busy with other tests one
+  # can wait past XLA's 40 s before it aborts the process as stuck (seen in the suite).
+  return subprocess.Popen(command(workdir, data_dir), cwd=cwd, env=cli_env(
+      JAX_NUM_CPU_DEVICES='2',
+      XLA_FLAGS='--xla_cpu_collective_call_terminate_timeout_seconds=600'), text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -66,26 +68,19 @@ def flat_params(workdir) -> dict:
           for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
 
 
-# XLA:CPU sometimes deadlocks a process with several devices in an all-gather between them on
-# these 2 busy cores, then aborts it after 40 s with this line (1 run in 3 of this config, on
-# main's code as on this branch); such a run is tried again.
-STUCK = 'Termination timeout for `all gather'
 
 
 @pytest.fixture(scope='module')
 def runs(digits_dir, once_per_session):
   """Workdirs and outputs of the same run as 2 processes x 1 device and as 1 process x 2
-  devices, run side by side."""
+  devices."""
 
   def run_both(base):
     two, one = base / 'two_processes', base / 'one_process'
-    *two_processes, one_process = finish(start([two, two], digits_dir, base)
-                                         + [start_one_process(one, digits_dir, base)])
-    for _ in range(2):  # two more tries at most
-      if STUCK not in one_process[2]:
-        break
-      shutil.rmtree(one)
-      one_process = finish([start_one_process(one, digits_dir, base)])[0]
+    two_processes = finish(start([two, two], digits_dir, base))
+    # Not side by side: with the two busy, its devices' threads once waited in an all-gather
+    # for minutes.
+    (one_process,) = finish([start_one_process(one, digits_dir, base)])
     return {'two': str(two), 'one': str(one), 'two_processes': two_processes,
             'one_process': one_process}
 

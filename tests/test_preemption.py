@@ -9,12 +9,17 @@ import pytest
 
 from conftest import cli_env
 
-# A run stuck inside its step: it never returns to check whether it should stop.
+# A run stuck inside its step: it never returns to check whether it should stop. It says when
+# it has taken a signal, so that a second one is sent after it (the kernel delivers pending
+# signals lowest number first: SIGINT before SIGTERM).
 BLOCKED_RUN = """
 import sys, time
 from jaxcnn.preemption import StopRequests
-with StopRequests(grace_seconds=float(sys.argv[1])):
+with StopRequests(grace_seconds=float(sys.argv[1])) as requests:
   print('training', flush=True)
+  while requests.signal_name is None:
+    time.sleep(0.05)
+  print('signalled', flush=True)
   while True:
     time.sleep(1)
 """
@@ -35,7 +40,9 @@ def test_a_blocked_run_ends_after_the_grace_period_or_a_second_signal(grace, sig
                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   try:
     assert process.stdout.readline() == 'training\n'
-    for sig in signals:
+    for i, sig in enumerate(signals):
+      if i:  # after the run has taken the one before
+        assert process.stdout.readline() == 'signalled\n'
       process.send_signal(sig)
     _, err = process.communicate(timeout=60)
   finally:

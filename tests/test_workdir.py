@@ -94,11 +94,13 @@ def test_a_second_run_is_refused_at_once_and_the_first_ends_as_a_lone_run(
   workdir = tmp_path / 'run'
   first = start_main(workdir, digits_dir, tmp_path)
   assert first.stdout.readline().startswith('training for ')  # it holds the lock by now
+  first.send_signal(signal.SIGSTOP)  # still holding it, however fast its steps
   started = time.perf_counter()
   second = run_main(workdir, digits_dir, tmp_path)
   print(f'the second run exited with status {second.returncode} after '
         f'{time.perf_counter() - started:.1f} s')
   assert json.loads((workdir / 'run.lock').read_text())['pid'] == first.pid  # untouched
+  first.send_signal(signal.SIGCONT)
   out, err = first.communicate(timeout=600)
   assert first.returncode == 0, err
   assert second.returncode == 2 and second.stdout == ''
