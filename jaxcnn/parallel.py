@@ -127,7 +127,7 @@ def place(config, model, state, mesh: Mesh) -> Placement:
         leaf.shape, leaf.dtype, sharding=sharding), state, shardings)
   else:
     state = put(state, shardings)
-  return Placement(mesh, state, shardings, NamedSharding(mesh, P('data')))
+  return Placement(mesh, state, shardings, batch_sharding(mesh))
 
 
 def put(tree, shardings):
@@ -142,10 +142,15 @@ def replicate(tree, mesh: Mesh):
   return put(tree, NamedSharding(mesh, P()))
 
 
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Batches are split over the data axis (and repeated over the model axis)."""
+  return NamedSharding(mesh, P('data'))
+
+
 def shard_batch(local_batch: dict, mesh: Mesh) -> dict:
   """Global arrays, split over the data axis, from each process's share of the batch (numpy);
   global jax.Arrays, which the in-memory path makes on the mesh, pass through unchanged."""
-  sharding = NamedSharding(mesh, P('data'))
+  sharding = batch_sharding(mesh)
   return jax.tree.map(lambda x: x if isinstance(x, jax.Array)
                       else jax.make_array_from_process_local_data(sharding, x), local_batch)
 

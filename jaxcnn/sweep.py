@@ -102,6 +102,10 @@ def read_marker(workdir: str) -> dict:
                     'resumes) that variant again') from None
 
 
+def write_marker(workdir: str, marker: dict) -> None:
+  write_atomically(os.path.join(workdir, MARKER), json.dumps(marker, indent=2))
+
+
 def total_steps(workdir: str, train_records: list[dict]) -> int | None:
   """The step a run ends at: its config.json's length of training, with the steps per epoch
   that its train records give (step / epoch), as the run itself counted them."""
@@ -152,7 +156,7 @@ def run_variant(command: list[str], workdir: str, task_args: list[str] = (),
     status = 'ok' if run_finished(workdir) else f'stopped: {launch.closing_line(output)}'
   marker = {'command': command, 'status': status,  # a resumed run adds the earlier attempts' time
             'wall_s': previous.get('wall_s', 0.0) + time.perf_counter() - start}
-  write_atomically(os.path.join(workdir, MARKER), json.dumps(marker, indent=2))
+  write_marker(workdir, marker)
   return marker
 
 
@@ -332,7 +336,7 @@ def submit(jobs: list, workdir: str, resources: launch.Resources, wait: bool) ->
       if error is not None:
         marker = {**read_marker(variant_dir), 'command': command,
                   'status': f'failed: job {job.job_id}: {launch.closing_line(str(error))}'}
-        write_atomically(os.path.join(variant_dir, MARKER), json.dumps(marker, indent=2))
+        write_marker(variant_dir, marker)
       print(f"{name}: {read_marker(variant_dir).get('status', 'not run')} (job {job.job_id})",
             flush=True)
   return {job.job_id: job for *_, job in submitted}

@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxcnn import config as config_lib
 from jaxcnn import data as input_data
@@ -115,7 +114,7 @@ def _train_step(config, mesh):
 def jit_steps(config, mesh, shardings, conv_choices: dict) -> tuple[Any, Any]:
   """The jit-compiled train step (which donates the state) and eval step of a run on `mesh`
   whose state has `shardings`, running the convolution formulations `conv_choices`."""
-  batch_sharding = NamedSharding(mesh, P('data'))
+  batch_sharding = parallel.batch_sharding(mesh)
   train_step = jax.jit(
       functools.partial(_train_step(config, mesh), conv_choices=conv_choices),
       in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None),
