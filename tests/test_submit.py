@@ -144,15 +144,19 @@ def test_two_task_job_matches_one_process_and_restores_on_one_device(tmp_path, d
   assert restored['loss'] == pytest.approx(written['loss'], rel=1e-6)
 
 
-def task_of(job) -> int:
-  """The pid of a local job's task: the child of the job's controller process."""
-  controller = int(job.job_id)
+def child_of(pid: int) -> int:
+  """The pid of the first child of process `pid`, once it has one."""
   for _ in range(600):
-    children = open(f'/proc/{controller}/task/{controller}/children').read().split()
+    children = open(f'/proc/{pid}/task/{pid}/children').read().split()
     if children:
       return int(children[0])
     time.sleep(0.1)
-  raise AssertionError('the job started no task')
+  raise AssertionError(f'process {pid} started no child')
+
+
+def task_of(job) -> int:
+  """The pid of a local job's task: the child of the job's controller process."""
+  return child_of(int(job.job_id))
 
 
 def test_preempted_job_saves_is_requeued_and_resumes_to_the_same_parameters(
@@ -174,12 +178,18 @@ def test_preempted_job_saves_is_requeued_and_resumes_to_the_same_parameters(
   try:
     task = task_of(job)
     metrics = workdir / 'metrics.jsonl'
-    for _ in range(1200):  # until the run has logged step 30 (of 120)
+    run = child_of(task)  # the task's python -m jaxcnn.main
+    for _ in range(6000):  # until the run has logged step 30 (of 120)
       if metrics.exists() and any(r['step'] >= 30 for r in records(workdir, 'train')):
         break
-      time.sleep(0.05)
+      time.sleep(0.01)
+    # Paused while the signals come, so that it cannot end its 120 steps (a second or two)
+    # before they reach it.
+    os.kill(run, signal.SIGSTOP)
     os.kill(int(job.job_id), signal.SIGTERM)  # the local executor passes it on to its task
     os.kill(task, signal.SIGUSR2)
+    time.sleep(1)  # for the task to pass SIGTERM on
+    os.kill(run, signal.SIGCONT)
     for _ in range(3000):  # at most 5 minutes
       if job.done():
         break
