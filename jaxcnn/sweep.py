@@ -1,8 +1,8 @@
 """Ablation sweeps: every variant of a sweep trains as its own run, then one table and plots.
 
   python -m jaxcnn.sweep --config configs/NAME.py[:PRESET] --sweep SWEEP [--workdir DIR]
-      [--parallel N] [--results_dir DIR] [--target_train_error E] [--config.KEY=VALUE ...]
-      [--launcher=local|slurm|submitit_local] [--wait] [--nodes N] [--tasks T] ...
+      [--seeds N] [--parallel N] [--results_dir DIR] [--target_train_error E]
+      [--config.KEY=VALUE ...] [--launcher=local|slurm|submitit_local] [--wait] [--nodes N] ...
 
 Sweeps are defined in the config file's `SWEEPS` dict: name -> a dict of overrides
 {'section.key': value}, or a list of such dicts. A list value is a grid axis: each dict
@@ -19,6 +19,11 @@ run's last step. The others start, or resume where their run stopped. With
 does not submit a variant again while its job is queued or running. Then DIR (or
 --results_dir) gets results.csv and results.md, one row per variant, and one PNG per metric
 (train loss and error, test loss and error against the step) overlaying the variants' curves.
+
+With --seeds N every variant trains N times, with seeds 0 to N-1 (DIR/<variant>_seed-<S>):
+results.csv and results.md then give each variant's mean and sample standard deviation over
+its seeds, runs.csv and runs.md one row per run, and the plots each variant's mean curve in a
+band from the lowest to the highest seed's.
 """
 
 import concurrent.futures
@@ -26,6 +31,7 @@ import csv
 import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -55,6 +61,17 @@ def expand(sweep) -> list[dict]:
     axes = [value if isinstance(value, list) else [value] for value in grid.values()]
     variants += [dict(zip(grid, values)) for values in itertools.product(*axes)]
   return variants
+
+
+def with_seeds(variants: list[dict], seeds: int) -> list[dict]:
+  """Each variant once per seed 0..SEEDS-1 (with seeds > 1); the variants as they are otherwise."""
+  if seeds < 1:
+    raise UserError(f'--seeds={seeds}: give at least 1')
+  if seeds == 1:
+    return variants
+  if any('seed' in overrides for overrides in variants):
+    raise UserError('this sweep sets seed itself; drop --seeds')
+  return [{**overrides, 'seed': seed} for overrides in variants for seed in range(seeds)]
 
 
 def _format_value(value) -> str:
@@ -200,6 +217,28 @@ def result_row(name: str, overrides: dict, workdir: str, target: float | None,
   return row
 
 
+# The columns a variant's seeds are averaged over (the others describe the variant or its runs).
+DESCRIPTIVE = ('variant', 'overrides', 'seeds', 'status', 'steps')
+SPREAD = '_std'  # a column's spread over seeds: the sample standard deviation
+REACHED = '_seeds'  # for steps_to_*: how many seeds reached the target
+
+
+def aggregate(name: str, overrides: dict, runs: list[dict]) -> dict:
+  """A variant's row from its seeds' rows: the mean and sample standard deviation of every
+  metric over the seeds that have it; a status naming the first seed that is not ok."""
+  not_ok = [r for r in runs if r['status'] != 'ok']
+  row = {'variant': name, 'overrides': format_overrides(overrides), 'seeds': len(runs),
+         'status': f"{not_ok[0]['variant']}: {not_ok[0]['status']}" if not_ok else 'ok',
+         'steps': runs[0]['steps'] if len({r['steps'] for r in runs}) == 1 else None}
+  for key in dict.fromkeys(k for r in runs for k in r if k not in DESCRIPTIVE):
+    values = [r[key] for r in runs if r.get(key) is not None]
+    row[key] = statistics.fmean(values) if values else None
+    row[key + SPREAD] = statistics.stdev(values) if len(values) > 1 else None
+    if key.startswith('steps_to_'):
+      row[key + REACHED] = len(values)
+  return row
+
+
 def _cell(key: str, value) -> str:
   if value is None:
     return '-'
@@ -207,40 +246,69 @@ def _cell(key: str, value) -> str:
     return f'{100 * value:.2f}%'
   if key == 'train_loss':
     return f'{value:.4f}'
+  if isinstance(value, float) and (key.startswith('steps_to_') or key == 'wall_s'):
+    return f'{value:.1f}' if key == 'wall_s' else f'{value:.0f}'
   return str(value)
 
 
-def write_tables(rows: list[dict], directory: str) -> None:
+def _spread_cell(key: str, row: dict) -> str:
+  """KEY's cell; with seeds, 'mean ± std' (and for steps_to_*, how many seeds reached it)."""
+  cell = _cell(key, row.get(key))
+  if row.get(key + SPREAD) is not None:
+    cell += f" ± {_cell(key, row[key + SPREAD])}"
+  if key + REACHED in row and row[key + REACHED] != row['seeds']:
+    cell += f" ({row[key + REACHED]} of {row['seeds']} seeds)"
+  return cell
+
+
+def write_tables(rows: list[dict], directory: str, stem: str = 'results') -> None:
+  """STEM.csv with every column, STEM.md with one cell per metric (its spread beside it)."""
   columns = list(dict.fromkeys(key for row in rows for key in row))
-  last = [c for c in columns if c.startswith('steps_to_') or c == 'wall_s']  # as in a full row
+  last = [c for c in columns if c.startswith('steps_to_') or c.startswith('wall_s')]  # as in a full row
   columns = [c for c in columns if c not in last] + last
-  with open(os.path.join(directory, 'results.csv'), 'w', newline='') as f:
+  with open(os.path.join(directory, f'{stem}.csv'), 'w', newline='') as f:
     writer = csv.DictWriter(f, columns)
     writer.writeheader()
     writer.writerows(rows)
-  lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
-  lines += ['| ' + ' | '.join(_cell(key, row.get(key)) for key in columns) + ' |' for row in rows]
-  with open(os.path.join(directory, 'results.md'), 'w') as f:
+  shown = [c for c in columns if not c.endswith((SPREAD, REACHED))]
+  lines = ['| ' + ' | '.join(shown) + ' |', '|' + '---|' * len(shown)]
+  lines += ['| ' + ' | '.join(_spread_cell(key, row) for key in shown) + ' |' for row in rows]
+  with open(os.path.join(directory, f'{stem}.md'), 'w') as f:
     f.write('\n'.join(lines) + '\n')
 
 
-def write_plots(curves: dict[str, list[dict]], directory: str, title: str) -> None:
-  """One PNG per metric in PLOTS, each overlaying every variant's curve against the step."""
+def _band(runs: list[list[dict]], view: str, loss: bool) -> tuple[list, list, list, list]:
+  """Steps, mean, lowest and highest of VIEW over the runs, at the steps they all logged."""
+  values = [{r['step']: r[view] if loss else 1 - r[view] for r in records if view in r}
+            for records in runs]
+  steps = sorted(set.intersection(*(set(v) for v in values)))
+  columns = [[v[step] for v in values] for step in steps]
+  return (steps, [statistics.fmean(c) for c in columns], [min(c) for c in columns],
+          [max(c) for c in columns])
+
+
+def write_plots(curves: dict[str, list[list[dict]]], directory: str, title: str) -> None:
+  """One PNG per metric in PLOTS, each overlaying every variant's curve against the step: a
+  variant's runs' mean, in a band from their lowest to their highest value."""
   import matplotlib
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt
   for file_name, label, split, key in PLOTS:
     figure, axes = plt.subplots(figsize=(6, 4), dpi=80)
-    for color, (name, records) in enumerate(curves.items()):
-      records = [r for r in records if r['split'] == split]
-      if not records:  # a variant that failed before its first record
+    for color, (name, runs) in enumerate(curves.items()):
+      runs = [[r for r in records if r['split'] == split] for records in runs]
+      runs = [records for records in runs if records]  # less runs that failed before a record
+      if not runs:
         continue
-      views = sorted({k for r in records for k in r if k.endswith(f'_{key}')}) if split == 'eval' else []
+      views = sorted({k for r in runs[0] for k in r if k.endswith(f'_{key}')}) if split == 'eval' else []
       for view, style in zip([key, *views], ['-', '--', ':', '-.']):
-        points = [(r['step'], r[view] if key == 'loss' else 1 - r[view]) for r in records]
+        steps, mean, low, high = _band(runs, view, key == 'loss')
         suffix = f" ({view.removesuffix(f'_{key}')})" if view != key else ''
-        axes.plot(*zip(*points), style, color=f'C{color % 10}', label=name + suffix,
-                  marker='.' if len(points) < 30 else None)
+        seeds = f', mean of {len(runs)}' if len(runs) > 1 else ''
+        axes.plot(steps, mean, style, color=f'C{color % 10}', label=name + suffix + seeds,
+                  marker='.' if len(steps) < 30 else None)
+        if len(runs) > 1:
+          axes.fill_between(steps, low, high, color=f'C{color % 10}', alpha=0.2, linewidth=0)
     axes.set(xlabel='step', ylabel=label, title=f'{title}: {label}')
     if key == 'loss':
       axes.set_yscale('log')
@@ -263,17 +331,18 @@ def load_sweep(config_argument: str, sweep_name: str) -> list[dict]:
 def run_sweep(config, config_argument: str, sweep_name: str, workdir: str, fixed: list[str],
               parallel: int, results_dir: str, target: float | None,
               resources: launch.Resources = launch.Resources('local'),
-              wait: bool = True) -> list[dict]:
-  """Runs the variants not finished yet (or submits them as jobs, and with `wait` waits for
-  them), then writes the tables and plots; returns the rows."""
+              wait: bool = True, seeds: int = 1) -> list[dict]:
+  """Runs the variants (each SEEDS times) not finished yet (or submits them as jobs, and with
+  `wait` waits for them), then writes the tables and plots; returns one row per run."""
   if parallel < 1:
     raise UserError(f'--parallel={parallel}: give at least 1')
   if resources.launcher != 'local':
     launch.check(resources)
   variants = load_sweep(config_argument, sweep_name)
-  check_variants(config, variants, {a.split('=')[0][len('--config.'):] for a in fixed})
+  runs = with_seeds(variants, seeds)
+  check_variants(config, runs, {a.split('=')[0][len('--config.'):] for a in fixed})
   jobs = []
-  for overrides in variants:
+  for overrides in runs:
     name = variant_name(overrides)
     command = ['-m', 'jaxcnn.main', '--config', config_argument,
                '--workdir', os.path.join(workdir, name), *fixed,
@@ -303,8 +372,18 @@ def run_sweep(config, config_argument: str, sweep_name: str, workdir: str, fixed
       job = launch.in_flight(os.path.join(workdir, name), submitted)
       rows.append(result_row(name, overrides, os.path.join(workdir, name), target,
                              f'queued or running: job {job.job_id}' if job else None))
-    write_tables(rows, results_dir)
-    curves = {name: read_metrics(os.path.join(workdir, name)) for name, _, _ in jobs}
+    # Runs are in variant order, each variant's seeds together.
+    by_variant = [(overrides, jobs[i * seeds:(i + 1) * seeds], rows[i * seeds:(i + 1) * seeds])
+                  for i, overrides in enumerate(variants)]
+    if seeds == 1:
+      write_tables(rows, results_dir)
+    else:
+      write_tables(rows, results_dir, 'runs')
+      write_tables([aggregate(variant_name(overrides), overrides, variant_rows)
+                    for overrides, _, variant_rows in by_variant], results_dir)
+    curves = {variant_name(overrides): [read_metrics(os.path.join(workdir, name))
+                                        for name, _, _ in variant_jobs]
+              for overrides, variant_jobs, _ in by_variant}
     write_plots(curves, results_dir, sweep_name)
   return rows
 
@@ -347,7 +426,9 @@ def define_flags() -> None:
   flags.DEFINE_string('sweep', None, "Name of a sweep in the config file's SWEEPS dict.")
   flags.DEFINE_string('workdir', None, 'Where the variants train (default: '
                       'runs/<NAME>-<PRESET>-<SWEEP>).')
-  flags.DEFINE_integer('parallel', 1, 'How many variants train at once.')
+  flags.DEFINE_integer('seeds', 1, 'Trains every variant with seeds 0 to SEEDS-1; the results '
+                       'give the mean and spread over seeds.')
+  flags.DEFINE_integer('parallel', 1, 'How many runs train at once.')
   flags.DEFINE_string('results_dir', None, 'Where results and plots go (default: --workdir).')
   flags.DEFINE_float('target_train_error', None,
                      'Adds a column: the first step whose logged train error is at most this.')
@@ -371,10 +452,11 @@ def main(arguments: list[str]) -> int:
                     'scheduler allows')
   rows = run_sweep(options.config, config_argument, options.sweep, workdir, fixed,
                    options.parallel, results_dir, options.target_train_error,
-                   launch.resources_from_flags(), options.wait)
+                   launch.resources_from_flags(), options.wait, options.seeds)
   ok = sum(row['status'] == 'ok' for row in rows)
   queued = sum(row['status'].startswith('queued') for row in rows)
-  print(f"{ok} of {len(rows)} variants ok{f', {queued} queued or running' if queued else ''}; "
+  runs = 'variants' if options.seeds == 1 else 'runs'
+  print(f"{ok} of {len(rows)} {runs} ok{f', {queued} queued or running' if queued else ''}; "
         f"results in {os.path.join(results_dir, 'results.md')}")
   return 1 if ok + queued < len(rows) else 0
 

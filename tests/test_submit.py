@@ -179,9 +179,13 @@ def test_preempted_job_saves_is_requeued_and_resumes_to_the_same_parameters(
     task = task_of(job)
     metrics = workdir / 'metrics.jsonl'
     run = child_of(task)  # the task's python -m jaxcnn.main
-    for _ in range(6000):  # until the run has logged step 30 (of 120)
-      if metrics.exists() and any(r['step'] >= 30 for r in records(workdir, 'train')):
-        break
+    # Until the run has logged step 30 (of 120): under a loaded CI machine its start (imports,
+    # compiles) has taken over a minute, and signals sent before it has a checkpoint to resume
+    # from would test nothing.
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and any(r['step'] >= 30 for r in records(workdir, 'train'))):
+      assert time.monotonic() < deadline, 'the job had not logged step 30 after 5 minutes'
+      assert not job.done(), f'the job ended before step 30:\n{job.stdout()}\n{job.stderr()}'
       time.sleep(0.01)
     # Paused while the signals come, so that it cannot end its 120 steps (a second or two)
     # before they reach it.
