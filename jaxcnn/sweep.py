@@ -264,7 +264,7 @@ def _spread_cell(key: str, row: dict) -> str:
 def write_tables(rows: list[dict], directory: str, stem: str = 'results') -> None:
   """STEM.csv with every column, STEM.md with one cell per metric (its spread beside it)."""
   columns = list(dict.fromkeys(key for row in rows for key in row))
-  last = [c for c in columns if c.startswith('steps_to_') or c.startswith('wall_s')]  # as in a full row
+  last = [c for c in columns if c.startswith(('steps_to_', 'wall_s'))]  # as in a full row
   columns = [c for c in columns if c not in last] + last
   with open(os.path.join(directory, f'{stem}.csv'), 'w', newline='') as f:
     writer = csv.DictWriter(f, columns)
@@ -300,7 +300,8 @@ def write_plots(curves: dict[str, list[list[dict]]], directory: str, title: str)
       runs = [records for records in runs if records]  # less runs that failed before a record
       if not runs:
         continue
-      views = sorted({k for r in runs[0] for k in r if k.endswith(f'_{key}')}) if split == 'eval' else []
+      views = (sorted({k for r in runs[0] for k in r if k.endswith(f'_{key}')})
+               if split == 'eval' else [])
       for view, style in zip([key, *views], ['-', '--', ':', '-.']):
         steps, mean, low, high = _band(runs, view, key == 'loss')
         suffix = f" ({view.removesuffix(f'_{key}')})" if view != key else ''
@@ -313,7 +314,8 @@ def write_plots(curves: dict[str, list[list[dict]]], directory: str, title: str)
     if key == 'loss':
       axes.set_yscale('log')
     axes.grid(alpha=0.3)
-    axes.legend(fontsize='x-small', framealpha=0.8)
+    if axes.lines:  # not when every run is still queued
+      axes.legend(fontsize='x-small', framealpha=0.8)
     figure.tight_layout()
     figure.savefig(os.path.join(directory, f'{file_name}.png'), metadata={'Software': None})
     plt.close(figure)

@@ -42,15 +42,17 @@ def job_files(directory):
 
 @pytest.fixture(scope='session')
 def seeds_sweep(once_per_session, digits_dir):
-  """configs/lenet.py's `seeds` sweep as submitit_local jobs, run three times: with seed-2's
-  workdir held by another run (that variant fails, the others train), then again (only seed-2
-  is submitted), then once more (nothing is). Once per test session, for every xdist worker:
+  """configs/lenet.py's `recipe` sweep over 3 seeds as submitit_local jobs, run three times:
+  with seed-2's workdir held by another run (that run fails, the others train), then again
+  (only seed-2 is submitted), then once more (nothing is). Once per test session, for every
+  xdist worker:
   (the sweep's directory, what each of the three commands printed, the rows after the first,
   the jobs' files after the second)."""
 
   def run_three_times(cwd):
-    args = ['--config', LENET, '--sweep', 'seeds', '--workdir', 'sweep', '--launcher',
-            'submitit_local', '--wait', f'--config.data.data_dir={digits_dir}', *SHORT_RUN]
+    args = ['--config', LENET, '--sweep', 'recipe', '--seeds', '3', '--workdir', 'sweep',
+            '--launcher', 'submitit_local', '--wait', f'--config.data.data_dir={digits_dir}',
+            *SHORT_RUN]
     with RunLock(str(cwd / 'sweep' / 'seed-2')):
       first = run_tool('jaxcnn.sweep', cwd, *args)
     first_rows = read_rows(cwd / 'sweep')
@@ -67,8 +69,8 @@ def seeds_sweep(once_per_session, digits_dir):
   return Path(result['directory']), first, result['first_rows'], second, result['files'], third
 
 
-def read_rows(directory):
-  with open(directory / 'results.csv') as f:
+def read_rows(directory, table='runs.csv'):
+  with open(directory / table) as f:
     return {row['variant']: row for row in csv.DictReader(f)}
 
 
@@ -80,7 +82,7 @@ def test_a_failed_variant_is_reported_and_the_others_train(seeds_sweep):
                                              'by another run'), rows['seed-2']
   assert rows['seed-2']['steps'] == ''
   assert first.stdout.count('submitted as job') == 3
-  assert '2 of 3 variants ok' in first.stdout
+  assert '2 of 3 runs ok' in first.stdout
 
 
 def test_the_rerun_submits_only_the_failed_variant_and_all_end_ok(seeds_sweep):
@@ -102,6 +104,11 @@ def test_the_rerun_submits_only_the_failed_variant_and_all_end_ok(seeds_sweep):
     assert 'submitit INFO' in log and 'Job completed successfully' in log
     assert 'final eval top-1' in (out / name / 'sweep.log').read_text()
   assert len({rows[n]['test_top1'] + rows[n]['train_loss'] for n in rows}) == 3  # three seeds
+  (recipe,) = read_rows(out, 'results.csv').values()  # the variant over its seeds
+  assert recipe['seeds'] == '3' and recipe['status'] == 'ok'
+  test_top1 = [float(row['test_top1']) for row in rows.values()]
+  assert float(recipe['test_top1']) == pytest.approx(np.mean(test_top1), rel=1e-12)
+  assert float(recipe['test_top1_std']) == pytest.approx(np.std(test_top1, ddof=1), rel=1e-9)
 
 
 def test_a_rerun_of_a_finished_sweep_submits_nothing(seeds_sweep):
@@ -109,7 +116,7 @@ def test_a_rerun_of_a_finished_sweep_submits_nothing(seeds_sweep):
   assert third.returncode == 0, third.stderr
   assert third.stdout.count('finished earlier, skipped') == 3 and 'submitted' not in third.stdout
   assert job_files(out) == files
-  assert '3 of 3 variants ok' in third.stdout
+  assert '3 of 3 runs ok' in third.stdout
 
 
 def test_two_task_job_matches_one_process_and_restores_on_one_device(tmp_path, digits_dir,
@@ -202,6 +209,7 @@ def test_preempted_job_saves_is_requeued_and_resumes_to_the_same_parameters(
   finally:
     job.cancel()
   log = job.stdout()
+  assert 'stopped by SIGTERM at step ' in log, log
   stopped = int(log.split('stopped by SIGTERM at step ')[1].split()[0])
   assert 30 <= stopped < 120
   assert 'Calling checkpoint method' in log and 'Requeued job' in log
@@ -239,7 +247,8 @@ def test_slurm_sweep_submits_one_sbatch_job_per_variant_with_the_resources(tmp_p
   """What --launcher=slurm submits, SLURM itself being absent: the sbatch script of each
   variant's job, and the job pickled for it; a rerun leaves queued jobs alone."""
   env = fake_slurm(tmp_path / 'bin')
-  args = ['--config', LENET, '--sweep', 'seeds', '--workdir', 'sweep', '--launcher=slurm',
+  args = ['--config', LENET, '--sweep', 'recipe', '--seeds', '3', '--workdir', 'sweep',
+          '--launcher=slurm',
           '--nodes', '2', '--tasks', '4', '--gpus_per_node', '4', '--cpus_per_task', '8',
           '--mem_gb', '64', '--timeout_min', '120', '--partition', 'gpu', '--account', 'proj',
           '--sbatch', 'qos=high', '--sbatch', 'constraint=a100', '--config.train.num_steps=30']
@@ -269,7 +278,7 @@ def test_slurm_sweep_submits_one_sbatch_job_per_variant_with_the_resources(tmp_p
   rows = read_rows(tmp_path / 'sweep')
   assert [row['status'] for row in rows.values()] == [
       f'queued or running: job {n}' for n in (4242, 4243, 4244)]
-  assert '0 of 3 variants ok, 3 queued or running' in result.stdout
+  assert '0 of 3 runs ok, 3 queued or running' in result.stdout
 
   again = run_tool('jaxcnn.sweep', tmp_path, *args, env=env)
   assert again.returncode == 0, again.stderr

@@ -180,8 +180,9 @@ def test_seeds_give_each_variant_mean_and_spread_and_a_rerun_trains_nothing(
   table = (out / 'results.md').read_text().splitlines()
   assert table[0] == ('| variant | overrides | seeds | status | steps | train_loss | train_top1 | '
                       'test_top1 | test_top5 | steps_to_train_error_0.45 | wall_s |')
-  assert table[2] == ('| activation-relu | model.activation=relu | 3 | ok | 20 | 0.0800 ± 0.0200 '
-                      '| 92.00% ± 2.00% | 84.00% ± 4.00% | 100.00% ± 0.00% | 13 ± 6 | 20.0 ± 10.0 |')
+  assert table[2] == ('| activation-relu | model.activation=relu | 3 | ok | 20 | '
+                      '0.0800 ± 0.0200 | 92.00% ± 2.00% | 84.00% ± 4.00% | 100.00% ± 0.00% | '
+                      '13 ± 6 | 20.0 ± 10.0 |')
   assert '| 10 (1 of 3 seeds) |' in table[3]
   with open(out / 'runs.csv') as f:
     runs = list(csv.DictReader(f))
