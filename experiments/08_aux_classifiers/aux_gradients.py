@@ -5,7 +5,9 @@
 At initialization (the paper's GoogLeNet: no batch norm, aux heads after 4a and 4d, losses
 weighted 0.3), on a batch of the offline digits at 112x112, it measures the gradient norm of
 every layer's parameters under the main loss alone and under the paper's total loss, for
-three random initializations, and plots them (aux_gradients.png next to this file).
+three random initializations; it prints their mean and sample standard deviation over the
+seeds and plots the means in bands from the lowest to the highest seed (aux_gradients.png
+next to this file).
 """
 
 import os
@@ -56,24 +58,34 @@ def main() -> None:
 
   runs = [tuple(map(layer_norms, gradients(seed))) for seed in SEEDS]
   backbone = ['conv1', 'conv2', 'conv3', *(f'inception{n}' for n in INCEPTION_WIDTHS), 'fc']
-  main_only = {name: np.mean([run[0][name] for run in runs]) for name in backbone}
-  with_aux = {name: np.mean([run[1][name] for run in runs]) for name in backbone}
+  # [seed, layer] arrays: the norms under each loss, and their ratio.
+  main_only = np.array([[run[0][name] for name in backbone] for run in runs])
+  with_aux = np.array([[run[1][name] for name in backbone] for run in runs])
+  ratio = with_aux / main_only
   print(f'GoogLeNet (paper variant) at init, digits {SIZE}x{SIZE}, batch {BATCH}, aux weights '
-        f'{weights}; gradient norm of each layer, mean of seeds {SEEDS}:')
-  print(f"{'layer':14s} {'main loss':>12s} {'+ aux losses':>12s} {'ratio':>7s}")
-  for name in backbone:
-    print(f'{name:14s} {main_only[name]:12.4g} {with_aux[name]:12.4g} '
-          f'{with_aux[name] / main_only[name]:7.3f}')
+        f'{weights}; gradient norm of each layer, mean ± sample std over seeds {SEEDS}:')
+  print(f"{'layer':14s} {'main loss':>19s} {'+ aux losses':>19s} {'ratio':>15s}")
+  def spread(values, i, digits):
+    return f'{values[:, i].mean():.{digits}g} ± {values[:, i].std(ddof=1):.2g}'
+
+  for i, name in enumerate(backbone):
+    print(f'{name:14s} {spread(main_only, i, 4):>19s} {spread(with_aux, i, 4):>19s} '
+          f'{spread(ratio, i, 3):>15s}')
   plot(backbone, main_only, with_aux,
        os.path.join(os.path.dirname(os.path.abspath(__file__)), 'aux_gradients.png'))
 
 
 def plot(layers, main_only, with_aux, path) -> None:
+  """Each loss's mean norm per layer, in a band from the lowest to the highest seed's."""
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt
   figure, axes = plt.subplots(figsize=(8, 4), dpi=80)
-  axes.plot(layers, [main_only[n] for n in layers], marker='o', label='main loss')
-  axes.plot(layers, [with_aux[n] for n in layers], marker='o', label='main + 0.3 x (aux1 + aux2)')
+  for color, (norms, label) in enumerate([(main_only, 'main loss'),
+                                          (with_aux, 'main + 0.3 x (aux1 + aux2)')]):
+    axes.plot(layers, norms.mean(axis=0), marker='o', color=f'C{color}',
+              label=f'{label}, mean of {len(norms)} seeds')
+    axes.fill_between(layers, norms.min(axis=0), norms.max(axis=0), color=f'C{color}', alpha=0.2,
+                      linewidth=0)
   axes.set_yscale('log')
   axes.set(ylabel='gradient norm', title='GoogLeNet at init: gradient reaching each layer')
   axes.tick_params(axis='x', labelrotation=60, labelsize='small')
