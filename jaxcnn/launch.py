@@ -182,7 +182,7 @@ class TrainingJob(submitit.helpers.Checkpointable):
 
   def __init__(self, args: list[str], port: int | None = None):
     self.args, self.port = list(args), port
-    self._child = None
+    self._child, self._child_signalled = None, False
 
   def __call__(self):
     environment = submitit.JobEnvironment()
@@ -201,6 +201,7 @@ class TrainingJob(submitit.helpers.Checkpointable):
 
   def call(self, argv: list[str], **popen_options) -> int:
     """subprocess.call, with the child known to the signal handlers."""
+    self._child_signalled = False
     self._child = subprocess.Popen(argv, preexec_fn=_ignore_preemption_signal, **popen_options)
     try:  # polled, not wait(): a signal handler waiting for it then would deadlock
       while self._child.poll() is None:
@@ -210,7 +211,10 @@ class TrainingJob(submitit.helpers.Checkpointable):
       self._child = None
 
   def _signal_child(self) -> None:
-    if self._child is not None:
+    """Sends the run one SIGTERM, however many times preemption reaches the task (SIGTERM and
+    submitit's own signal both do): a second would end the run at once, without a checkpoint."""
+    if self._child is not None and not self._child_signalled:
+      self._child_signalled = True
       self._child.send_signal(signal.SIGTERM)
 
   def checkpoint(self, *args, **kwargs):
@@ -223,7 +227,7 @@ class TrainingJob(submitit.helpers.Checkpointable):
     return super().checkpoint(*args, **kwargs)
 
   def __getstate__(self):  # requeueing pickles the job; a running child stays here
-    return {**self.__dict__, '_child': None}
+    return {**self.__dict__, '_child': None, '_child_signalled': False}
 
 
 def record(job, workdir: str) -> None:

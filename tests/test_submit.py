@@ -2,6 +2,7 @@
 local executor, a 2-process run as one job of 2 tasks, a preempted job requeued and resumed,
 and the sbatch script that --launcher=slurm submits (to fake sbatch and srun commands)."""
 
+import concurrent.futures
 import csv
 import json
 import os
@@ -164,6 +165,34 @@ def child_of(pid: int) -> int:
 def task_of(job) -> int:
   """The pid of a local job's task: the child of the job's controller process."""
   return child_of(int(job.job_id))
+
+
+# A run that counts the SIGTERMs it gets for a second, and exits with the count.
+COUNTING_RUN = """
+import signal, sys, time
+count = 0
+def handle(*_):
+  global count
+  count += 1
+signal.signal(signal.SIGTERM, handle)
+open(sys.argv[1], 'w').write('ready')
+time.sleep(1)
+sys.exit(count)
+"""
+
+
+def test_a_preempted_task_sends_its_run_one_sigterm(tmp_path):
+  """Preemption reaches a task twice (SIGTERM, and submitit's USR2 calling the checkpoint
+  hook); the run must get one SIGTERM, since a second would end it at once, unsaved."""
+  job, ready = launch.TrainingJob([]), tmp_path / 'ready'
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    status = pool.submit(job.call, [sys.executable, '-c', COUNTING_RUN, str(ready)])
+    while not ready.exists():
+      time.sleep(0.01)
+    job._signal_child()  # what the task's SIGTERM handler does
+    time.sleep(0.2)  # a second signal now would be counted apart from the first
+    job.checkpoint()  # submitit's hook: it stops the run and waits for it
+    assert status.result() == 1
 
 
 def test_preempted_job_saves_is_requeued_and_resumes_to_the_same_parameters(
