@@ -88,24 +88,42 @@ def alexnet_config(data_dir, data, model):
   return small_config('alexnet.py', 'digits', str(data_dir), data, model)
 
 
-def test_two_processes_match_one_process(runs, digits_dir, tmp_path):
-  """2 processes x 4 CPU devices on mesh (4, 2) give the 1-process 8-device losses."""
-  workdir, port = tmp_path / 'two_processes', free_port()
+def two_process_run(workdir, digits_dir) -> tuple[list[int], list[tuple[str, str]]]:
+  """AlexNet for 3 steps as 2 processes x 4 CPU devices on mesh (4, 2): exit statuses and
+  outputs, or TimeoutExpired after 7 minutes (it takes 1-2), with both processes killed."""
   args = ['--config', os.path.join(ROOT, 'configs', 'alexnet.py:digits'),
           '--workdir', str(workdir), f'--config.data.data_dir={digits_dir}',
           '--config.train.batch_size=16', '--config.eval.batch_size=40',
           '--config.train.num_steps=3', '--config.train.log_every_steps=1',
           '--config.eval.every_steps=3', '--config.checkpoint.every_steps=3',
           '--config.mesh.data=4', '--config.mesh.model=2',
-          f'--config.distributed.coordinator_address=localhost:{port}',
+          f'--config.distributed.coordinator_address=localhost:{free_port()}',
           '--config.distributed.num_processes=2']
   env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
   processes = [subprocess.Popen([sys.executable, '-m', 'jaxcnn.main', *args,
                                  f'--config.distributed.process_id={i}'],
                                 env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True) for i in range(2)]
-  outputs = [p.communicate(timeout=900) for p in processes]
-  assert [p.returncode for p in processes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+  try:
+    outputs = [p.communicate(timeout=420) for p in processes]
+  finally:
+    for p in processes:
+      p.kill()
+  return [p.returncode for p in processes], outputs
+
+
+def test_two_processes_match_one_process(runs, digits_dir, tmp_path):
+  """2 processes x 4 CPU devices on mesh (4, 2) give the 1-process 8-device losses."""
+  # On the 2 busy cores the two processes' collectives, now and then, wait for each other
+  # forever (once in a CI run of 2026-12-03, in the evaluation after step 3; README, Status
+  # and notes): a run that hangs is started once more, in a fresh workdir.
+  try:
+    workdir = tmp_path / 'two_processes'
+    statuses, outputs = two_process_run(workdir, digits_dir)
+  except subprocess.TimeoutExpired:
+    workdir = tmp_path / 'two_processes_again'
+    statuses, outputs = two_process_run(workdir, digits_dir)
+  assert statuses == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
   records = [json.loads(line) for line in open(workdir / 'metrics.jsonl')]
   losses = [r['loss'] for r in records if r['split'] == 'train']
   np.testing.assert_allclose(losses, runs['alexnet_4x2']['losses'], rtol=1e-5)
