@@ -26,8 +26,16 @@ ROOT = os.path.dirname(HERE)
 @pytest.fixture(scope='session')
 def runs(digits_dir, once_per_session):
   def run_worker(out):
-    result = subprocess.run([sys.executable, os.path.join(HERE, 'parallel_worker.py'),
+    def worker():
+      return subprocess.run([sys.executable, os.path.join(HERE, 'parallel_worker.py'),
                              str(digits_dir), str(out)], capture_output=True, text=True, cwd=ROOT)
+    result = worker()
+    # Now and then a collective of the worker's 8 devices waits forever on the 2 busy cores
+    # (2026-12-03: "Expected 2 threads to join the rendezvous, but only 1 of them arrived");
+    # XLA ends the worker after its collective timeout (eight_cpu_devices.py), and it runs once
+    # more.
+    if result.returncode and 'rendezvous' in result.stderr:
+      result = worker()
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
