@@ -208,6 +208,16 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
+def finish(processes, timeout=300) -> list[tuple[int, str, str]]:
+  """Each process's exit status, stdout and stderr; kills them all if one outlives `timeout`."""
+  try:
+    outputs = [p.communicate(timeout=timeout) for p in processes]
+  finally:
+    for p in processes:
+      p.kill()
+  return [(p.returncode, out, err) for p, (out, err) in zip(processes, outputs)]
+
+
 def max_relative_error(a, b) -> float:
   """The largest difference between two sets of named tensors (an .npz file, a dict), relative
   to each tensor's largest magnitude in the second."""

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import jaxcnn
-from conftest import (CONFIGS, cli_command, cli_env, committed_steps, free_port, leaves,
-                      max_relative_error, records, saved_state)
+from conftest import (CONFIGS, cli_command, cli_env, committed_steps, finish, free_port,
+                      leaves, max_relative_error, records, saved_state)
 
 # Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
 pytestmark = pytest.mark.xdist_group('multihost')
@@ -51,16 +51,6 @@ def start_one_process(workdir, data_dir, cwd):
                                   '--config.train.conv_tuning=False'), cwd=cwd,
                           env=cli_env(JAX_NUM_CPU_DEVICES='1'), text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def finish(processes, timeout=300) -> list[tuple[int, str, str]]:
-  """Each process's exit status, stdout and stderr; kills them all if one outlives `timeout`."""
-  try:
-    outputs = [p.communicate(timeout=timeout) for p in processes]
-  finally:
-    for p in processes:
-      p.kill()
-  return [(p.returncode, out, err) for p, (out, err) in zip(processes, outputs)]
 
 
 def flat_params(workdir) -> dict:

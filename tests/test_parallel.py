@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import jaxcnn
-from conftest import free_port, max_relative_error
+from conftest import finish, free_port, max_relative_error
 from jaxcnn import train
 
 # Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
@@ -96,9 +96,10 @@ def alexnet_config(data_dir, data, model):
   return small_config('alexnet.py', 'digits', str(data_dir), data, model)
 
 
-def two_process_run(workdir, digits_dir) -> tuple[list[int], list[tuple[str, str]]]:
-  """AlexNet for 3 steps as 2 processes x 4 CPU devices on mesh (4, 2): exit statuses and
-  outputs, or TimeoutExpired after 7 minutes (it takes 1-2), with both processes killed."""
+def two_process_run(workdir, digits_dir) -> list[tuple[int, str, str]]:
+  """AlexNet for 3 steps as 2 processes x 4 CPU devices on mesh (4, 2): each one's exit
+  status, stdout and stderr, or TimeoutExpired after 7 minutes (it takes 1-2), with both
+  processes killed."""
   args = ['--config', os.path.join(ROOT, 'configs', 'alexnet.py:digits'),
           '--workdir', str(workdir), f'--config.data.data_dir={digits_dir}',
           '--config.train.batch_size=16', '--config.eval.batch_size=40',
@@ -112,12 +113,7 @@ def two_process_run(workdir, digits_dir) -> tuple[list[int], list[tuple[str, str
                                  f'--config.distributed.process_id={i}'],
                                 env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True) for i in range(2)]
-  try:
-    outputs = [p.communicate(timeout=420) for p in processes]
-  finally:
-    for p in processes:
-      p.kill()
-  return [p.returncode for p in processes], outputs
+  return finish(processes, timeout=420)
 
 
 def test_two_processes_match_one_process(runs, digits_dir, tmp_path):
@@ -127,11 +123,12 @@ def test_two_processes_match_one_process(runs, digits_dir, tmp_path):
   # and notes): a run that hangs is started once more, in a fresh workdir.
   try:
     workdir = tmp_path / 'two_processes'
-    statuses, outputs = two_process_run(workdir, digits_dir)
+    results = two_process_run(workdir, digits_dir)
   except subprocess.TimeoutExpired:
     workdir = tmp_path / 'two_processes_again'
-    statuses, outputs = two_process_run(workdir, digits_dir)
-  assert statuses == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    results = two_process_run(workdir, digits_dir)
+  assert [status for status, _, _ in results] == [0, 0], ''.join(
+      err[-2000:] for _, _, err in results)
   records = [json.loads(line) for line in open(workdir / 'metrics.jsonl')]
   losses = [r['loss'] for r in records if r['split'] == 'train']
   np.testing.assert_allclose(losses, runs['alexnet_4x2']['losses'], rtol=1e-5)
