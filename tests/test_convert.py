@@ -504,6 +504,7 @@ def test_evaluation_reads_a_converted_run(converted_run, monkeypatch):
   workdir = converted_run['resnet18']
   config = jaxcnn.restore(workdir).config
   config.data.name, config.data.image_size = 'synthetic', 32
+  config.train.conv_tuning = False  # timing ResNet-18's convolutions: 20 s, beside the point
   evaluated = stub_evaluation(monkeypatch)
   assert train.evaluate_checkpoint(config, workdir)['step'] == 0
   state = evaluated[0]

@@ -1,7 +1,8 @@
 """Two processes on localhost with one CPU device each (mesh.data=2), the layout of two machines
-with one GPU each: the run matches one process on one device and its checkpoint restores
-on one; a lost process ends the other, and a rerun resumes to the same bits; workdirs that
-are not one shared directory stop both before any training."""
+with one GPU each: the run matches one process with two devices and its checkpoint restores
+on one device; a lost process ends the other; both killed after a checkpoint and rerun,
+they resume to the same bits; workdirs that are not one shared directory stop both before
+any training."""
 
 import os
 import subprocess
@@ -12,8 +13,9 @@ import numpy as np
 import pytest
 
 import jaxcnn
-from conftest import (CONFIGS, cli_command, cli_env, committed_steps, finish, free_port,
-                      leaves, max_relative_error, records, saved_state)
+from conftest import (CONFIGS, cli_command, cli_env, committed_steps, finish,
+                      finish_retrying_a_hang, free_port, leaves, max_relative_error, records,
+                      saved_state)
 
 # Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
 pytestmark = pytest.mark.xdist_group('multihost')
@@ -43,14 +45,13 @@ def start(workdirs, data_dir, cwd):
 
 
 def start_one_process(workdir, data_dir, cwd):
-  """The same run in one process on one CPU device, with XLA's convolutions as on the mesh
-  (the data-parallel mesh equals one device to 1e-5: tests/test_parallel.py). Not one process
-  with two devices: on the 2 busy cores their threads wait forever, now and then, in XLA's
-  in-process all-gather of the first train step."""
-  return subprocess.Popen(command(workdir, data_dir, '--config.mesh.data=1',
-                                  '--config.train.conv_tuning=False'), cwd=cwd,
-                          env=cli_env(JAX_NUM_CPU_DEVICES='1'), text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  """The same run in one process with two CPU devices (mesh.data=2). A collective between
+  them that waits 2 minutes is stuck (it takes milliseconds): XLA ends the process, and
+  finish_retrying_a_hang starts it again."""
+  env = cli_env(JAX_NUM_CPU_DEVICES='2',
+                XLA_FLAGS='--xla_cpu_collective_call_terminate_timeout_seconds=120')
+  return [subprocess.Popen(command(workdir, data_dir), cwd=cwd, env=env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)]
 
 
 def flat_params(workdir) -> dict:
@@ -63,13 +64,14 @@ def flat_params(workdir) -> dict:
 
 @pytest.fixture(scope='module')
 def runs(digits_dir, once_per_session):
-  """Workdirs and outputs of the same run as 2 processes x 1 device and as 1 process x 1
-  device, run side by side."""
+  """Workdirs and outputs of the same run as 2 processes x 1 device and as 1 process x 2
+  devices, one after the other."""
 
   def run_both(base):
-    two, one = base / 'two_processes', base / 'one_process'
-    *two_processes, one_process = finish(start([two, two], digits_dir, base)
-                                         + [start_one_process(one, digits_dir, base)])
+    two, two_processes = finish_retrying_a_hang(
+        lambda workdir: start([workdir, workdir], digits_dir, base), base / 'two_processes')
+    one, (one_process,) = finish_retrying_a_hang(
+        lambda workdir: start_one_process(workdir, digits_dir, base), base / 'one_process')
     return {'two': str(two), 'one': str(one), 'two_processes': two_processes,
             'one_process': one_process}
 
@@ -99,14 +101,17 @@ def test_two_process_checkpoint_restores_on_one_device(runs):
   assert len(devices) == 1
 
 
-def test_a_lost_process_ends_the_other_and_a_rerun_resumes_to_the_same_bits(
-    runs, digits_dir, tmp_path):
+def wait_for_the_first_checkpoint(processes, workdir):
+  while CHECKPOINT_EVERY not in committed_steps(workdir):
+    assert all(p.poll() is None for p in processes), 'a process ended before step 50'
+    time.sleep(0.05)
+
+
+def test_a_lost_process_ends_the_other_with_its_checkpoint_intact(digits_dir, tmp_path):
   workdir = tmp_path / 'run'
   processes = start([workdir, workdir], digits_dir, tmp_path)
   try:
-    while CHECKPOINT_EVERY not in committed_steps(workdir):
-      assert all(p.poll() is None for p in processes), 'a process ended before step 50'
-      time.sleep(0.05)
+    wait_for_the_first_checkpoint(processes, workdir)
     processes[1].kill()
     killed = time.monotonic()
     _, err = processes[0].communicate(timeout=120)
@@ -120,6 +125,19 @@ def test_a_lost_process_ends_the_other_and_a_rerun_resumes_to_the_same_bits(
   assert f'the last good checkpoint, step 50, is in {workdir}/checkpoints' in err
   assert committed_steps(workdir) == [50]
   assert saved_state(workdir)[0] == 50  # intact: it reads back
+
+
+def test_both_killed_after_a_checkpoint_and_rerun_resume_to_the_same_bits(
+    runs, digits_dir, tmp_path):
+  workdir = tmp_path / 'run'
+  processes = start([workdir, workdir], digits_dir, tmp_path)
+  try:
+    wait_for_the_first_checkpoint(processes, workdir)
+  finally:
+    for p in processes:
+      p.kill()
+      p.communicate()
+  assert [p.returncode for p in processes] == [-9, -9]
 
   rerun = finish(start([workdir, workdir], digits_dir, tmp_path))
   for status, _, err in rerun:
