@@ -147,7 +147,9 @@ def benchmark(config, steps: int, loop: bool = True) -> dict:
   """Every figure of the module docstring for `config` (its batch size, its compute dtype)."""
   import jax
   import jax.numpy as jnp
+  from jaxcnn import parallel
   from jaxcnn.data import dataset_spec, preparation_problem
+  parallel.initialize_distributed(config.distributed)  # before jax.devices() below
   not_prepared = preparation_problem(config.data.name, config.data.data_dir,
                                      config.data.download)
   if not_prepared:

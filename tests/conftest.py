@@ -14,7 +14,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -199,13 +198,6 @@ def without_tensorflow(directory: Path) -> dict[str, str]:
   (package / '__init__.py').write_text("raise ImportError('no TensorFlow on this machine')\n")
   return {'PYTHONPATH': os.pathsep.join(filter(None, [str(directory), str(REPO),
                                                       os.environ.get('PYTHONPATH')]))}
-
-
-def free_port() -> int:
-  """A TCP port free on localhost now: a coordinator address for a multi-process run."""
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
 
 
 def finish(processes, timeout=300) -> list[tuple[int, str, str]]:

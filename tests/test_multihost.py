@@ -14,8 +14,8 @@ import pytest
 
 import jaxcnn
 from conftest import (CONFIGS, cli_command, cli_env, committed_steps, finish,
-                      finish_retrying_a_hang, free_port, leaves, max_relative_error, records,
-                      saved_state)
+                      finish_retrying_a_hang, leaves, max_relative_error, records, saved_state)
+from jaxcnn.launch import free_port
 
 # Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
 pytestmark = pytest.mark.xdist_group('multihost')

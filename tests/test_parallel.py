@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import jaxcnn
-from conftest import STUCK_COLLECTIVE, finish_retrying_a_hang, free_port, max_relative_error
+from conftest import STUCK_COLLECTIVE, finish_retrying_a_hang, max_relative_error
 from jaxcnn import train
+from jaxcnn.launch import free_port
 
 # Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
 pytestmark = pytest.mark.xdist_group('parallel')
