@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import jaxcnn
-from conftest import STUCK_COLLECTIVE, finish_retrying_a_hang, max_relative_error
+from conftest import finish_retrying_a_hang, max_relative_error
 from jaxcnn import train
 from jaxcnn.launch import free_port
 
@@ -27,18 +27,16 @@ ROOT = os.path.dirname(HERE)
 @pytest.fixture(scope='session')
 def runs(digits_dir, once_per_session):
   def run_worker(out):
-    def worker():
-      return subprocess.run([sys.executable, os.path.join(HERE, 'parallel_worker.py'),
-                             str(digits_dir), str(out)], capture_output=True, text=True, cwd=ROOT)
-    result = worker()
-    # Now and then a collective of the worker's 8 devices waits forever on the 2 busy cores
-    # (2026-12-03: "Expected 2 threads to join the rendezvous, but only 1 of them arrived");
-    # XLA ends the worker after its collective timeout (eight_cpu_devices.py), and it runs once
-    # more.
-    if result.returncode and any(message in result.stderr for message in STUCK_COLLECTIVE):
-      result = worker()
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    # XLA ends a worker whose collective of 8 devices waits past eight_cpu_devices.py's
+    # timeout (2026-12-03: "Expected 2 threads to join the rendezvous, but only 1 of them
+    # arrived"); it runs once more, in a fresh directory.
+    _, ((status, stdout, stderr),) = finish_retrying_a_hang(
+        lambda directory: [subprocess.Popen(
+            [sys.executable, os.path.join(HERE, 'parallel_worker.py'), str(digits_dir),
+             str(directory)], cwd=ROOT, text=True, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)], out, timeout=900)
+    assert status == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
 
   return once_per_session('parallel', run_worker)
 
