@@ -140,6 +140,18 @@ def once_per_session(tmp_path_factory, worker_id):
   return get
 
 
+@pytest.fixture(scope='module')
+def unoptimized():
+  """XLA's optimizations off for a module's tests (pytest.mark.usefixtures('unoptimized')):
+  their small programs take longer to optimize than to run, and what they compute does not
+  change. The module's own compilations, not the cache's: the option is part of its key."""
+  import jax
+  previous = jax.config.values['jax_disable_most_optimizations']
+  jax.config.update('jax_disable_most_optimizations', True)
+  yield
+  jax.config.update('jax_disable_most_optimizations', previous)
+
+
 @pytest.fixture(scope='session')
 def digits_dir(tmp_path_factory) -> str:
   """A TFDS data_dir with `digits` prepared (offline, about a second), shared by the session."""

@@ -19,6 +19,8 @@ from jaxcnn.data.datasets import IMAGENET_EIGVAL, IMAGENET_EIGVEC  # noqa: E402
 from jaxcnn.data.in_memory import example_key  # noqa: E402
 from jaxcnn.data.recipes import CENTER_VIEW, OPS, check_dataset, statistics  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures('unoptimized')  # XLA's optimizations off (conftest)
+
 TWINS = ('tf.data', 'jax')
 # The eval preprocessing of each twin.
 PREPROCESS = {'tf.data': preprocess, 'jax': jax_preprocess}

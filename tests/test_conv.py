@@ -11,6 +11,8 @@ from jaxcnn import onednn
 from jaxcnn.models import conv
 from jaxcnn.models.formulations import DIRECTIONS, FORMULATIONS
 
+pytestmark = pytest.mark.usefixtures('unoptimized')  # XLA's optimizations off (conftest)
+
 # (input shape, features, kernel, strides, padding, dilation, groups): the geometries the
 # families use, small.
 CASES = [

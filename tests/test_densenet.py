@@ -11,6 +11,8 @@ from jaxcnn.models import create_model
 
 from conftest import assert_smallest_input, load_config, load_config_module, param_count
 
+pytestmark = pytest.mark.usefixtures('unoptimized')  # XLA's optimizations off (conftest)
+
 
 def shapes_and_macs(model, shape):
   """Abstract variables and conv + dense multiply-adds (output elements x kernel fan-in)."""

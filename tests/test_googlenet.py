@@ -17,7 +17,8 @@ from jaxcnn.errors import UserError
 from jaxcnn.models import create_model
 
 # Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group('googlenet')
+pytestmark = [pytest.mark.xdist_group('googlenet'),
+              pytest.mark.usefixtures('unoptimized')]  # XLA's optimizations off (conftest)
 
 
 def googlenet(preset='default', num_classes=1000, **fields):

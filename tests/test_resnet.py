@@ -13,7 +13,8 @@ from jaxcnn.models import create_model
 from jaxcnn.models.resnet import BasicBlock
 
 # Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group('resnet')
+pytestmark = [pytest.mark.xdist_group('resnet'),
+              pytest.mark.usefixtures('unoptimized')]  # XLA's optimizations off (conftest)
 
 # preset -> (classes, input size, parameters, GMACs or None); torchvision's and the paper's counts.
 REFERENCE = {
