@@ -154,11 +154,11 @@ def unoptimized():
 
 @pytest.fixture(scope='session')
 def digits_dir(tmp_path_factory) -> str:
-  """A TFDS data_dir with `digits` prepared (offline, about a second), shared by the session."""
-  from jaxcnn.data.pipeline import prepared_builder
+  """A TFDS data_dir with `digits` prepared as `python -m jaxcnn.data.prepare digits` prepares
+  it, arrays included (offline, about a second), shared by the session."""
+  from jaxcnn.data.arrays import write_cache
   data_dir = tmp_path_factory.mktemp('tfds')
-  builder = prepared_builder('digits', str(data_dir), download=False)
-  assert builder.is_prepared()
+  write_cache('digits', str(data_dir))
   return str(data_dir)
 
 

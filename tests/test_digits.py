@@ -93,6 +93,19 @@ def test_in_memory_arrays_are_the_tfds_split(splits):
     assert examples(*in_memory[split]) == examples(*splits[split])
 
 
+def test_a_prepared_data_dir_caches_the_same_arrays_in_the_same_order(digits_dir):
+  """Runs on a prepared data_dir read its cache (without importing scikit-learn): the arrays
+  that runs without one take from scikit-learn, bit for bit."""
+  from jaxcnn.data import arrays
+  from jaxcnn.data.datasets import ARRAYS_FILE, prepared_files
+  assert len(prepared_files('digits', digits_dir, ARRAYS_FILE)) == 1
+  cached, direct = arrays.load('digits', digits_dir), arrays.load('digits', data_dir=None)
+  for split in ('train', 'test'):
+    for ours, theirs in zip(cached[split], direct[split]):
+      assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+      np.testing.assert_array_equal(ours, theirs)
+
+
 def test_quick_start_trains_without_tensorflow_and_prints_its_own_lines_first(tmp_path, run_cli):
   """The quick start's command, cut to a few steps, where `import tensorflow` fails."""
   result = run_cli(tmp_path, '--config', str(REPO / 'configs' / 'lenet.py'),

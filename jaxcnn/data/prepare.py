@@ -12,7 +12,7 @@ DIR/downloads/manual first. `digits` needs no network at all.
 from absl import flags
 
 from jaxcnn import cli
-from jaxcnn.data.datasets import ARRAYS_FILE, DATASETS, OFFLINE_BUILDERS, fits_in_memory
+from jaxcnn.data.datasets import ARRAYS_FILE, DATASETS, fits_in_memory
 
 
 def define_flags() -> None:
@@ -31,8 +31,8 @@ def main(arguments: list[str]) -> None:
   for name in arguments:
     builder = prepared_builder(name, flags.FLAGS.data_dir, download=True)
     cached = ''
-    # So that training reads it with no TensorFlow (the offline digits need no cache).
-    if fits_in_memory(name) and name not in OFFLINE_BUILDERS:
+    # So that training reads it with no TensorFlow (and digits with no scikit-learn).
+    if fits_in_memory(name):
       write_cache(name, flags.FLAGS.data_dir)
       cached = f', and as arrays in {ARRAYS_FILE} there'
     print(f'{name}: prepared in {builder.data_dir}{cached}')
