@@ -36,9 +36,11 @@ def input_shape(config) -> tuple[int, int, int]:
 
 
 def run_model(config) -> nn.Module:
-  """The model of a run's `config`, for its dataset's classes and channels."""
+  """The model of a run's `config`, for its dataset's classes and channels. Its layers are not
+  traced to check the config, which built the model before (DenseNet-201: a second); the
+  callers trace the model anyway."""
   spec = dataset_spec(config.data.name)
-  return models.build_model(config, spec.num_classes, spec.channels)
+  return models.build_model(config, spec.num_classes, spec.channels, check_layers=False)
 
 
 def traced(forward, config) -> tuple[Any, list[tuple[str, ...]]]:

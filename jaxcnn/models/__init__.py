@@ -59,11 +59,12 @@ def create_model(model_config, num_classes: int) -> nn.Module:
   return cls(num_classes=num_classes, **fields)
 
 
-def build_model(config, num_classes: int, channels: int) -> nn.Module:
+def build_model(config, num_classes: int, channels: int, check_layers: bool = True) -> nn.Module:
   """The configured model, computing in `train.compute_dtype` (parameters stay float32).
 
   Raises UserError when a model option is bad or data.image_size is below the model's
-  smallest input.
+  smallest input. `check_layers=False` skips tracing the model to check the options that
+  only its layers check: for the config of a run, which built this model when it trained.
   """
   name = config.model.name
   try:
@@ -76,6 +77,8 @@ def build_model(config, num_classes: int, channels: int) -> nn.Module:
   if size < smallest:
     raise UserError(f"data.image_size={size} is too small for model '{type(model).__name__}': "
                     f'the smallest input it accepts is {smallest}x{smallest}')
+  if not check_layers:
+    return model
   try:  # an option that only the layers check (an unknown activation, say) fails here
     jax.eval_shape(lambda x: model.init(jax.random.key(0), x),
                    jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32))
