@@ -1,6 +1,7 @@
 """jaxcnn.convert against torchvision itself: its own model classes with random weights,
-converted into jaxcnn runs, restored, and run side by side with torchvision in eval mode; its
-transform_input; its weights' addresses. What needs no torchvision is tests/test_convert.py.
+converted into jaxcnn runs, restored, and run side by side with torchvision in eval mode (the
+deeper variants of a family: every tensor converted, not run); its transform_input; its
+weights' addresses. What needs no torchvision is tests/test_convert.py.
 
 Needs torch and torchvision (pip install torch==2.14.1 torchvision==0.29.1; torch 2.13 with
 PyPI's torchvision fails to import): without them every test here is skipped.
@@ -152,7 +153,20 @@ def batch_norm_epsilons(restored) -> set[float]:
   return found
 
 
-@pytest.mark.parametrize('name', list(pretrained.ARCHS))
+# The shallowest of each family and block kind runs side by side with torchvision; the deeper
+# variants repeat the same blocks, converted by the same code, and their every tensor's name and
+# shape is checked without running them (a logits comparison each: 80 s of the 2-core machine).
+SIDE_BY_SIDE = ('alexnet', 'vgg11', 'vgg11_bn', 'googlenet', 'inception_v3', 'resnet18',
+                'resnet50', 'densenet121')
+DEEPER = [name for name in pretrained.ARCHS if name not in SIDE_BY_SIDE]
+
+
+def test_every_family_runs_side_by_side():
+  assert {pretrained.arch(name).family for name in DEEPER} <= {
+      pretrained.arch(name).family for name in SIDE_BY_SIDE}
+
+
+@pytest.mark.parametrize('name', SIDE_BY_SIDE)
 def test_converted_run_computes_torchvisions_logits(name, tmp_path):
   arch = pretrained.arch(name)
   model = torchvision_model(arch)
@@ -181,6 +195,21 @@ def test_converted_run_computes_torchvisions_logits(name, tmp_path):
                  for collection in ('params', 'batch_stats')}
     assert_same_logits(jaxcnn_logits(head(), variables, features),
                        torch_logits(getattr(model, TORCH_AUX[module_name]), features))
+
+
+@pytest.mark.parametrize('name', DEEPER)
+def test_deeper_variant_converts_every_tensor_of_torchvisions(name):
+  """convert rejects a tensor that is extra, missing or of another shape: it takes the
+  state_dict of torchvision's class (shapes only, as zeros) whole, with its parameter count."""
+  with torch.device('meta'):
+    model = torchvision.models.get_model(name, weights=None)
+  state = {key: np.broadcast_to(np.float32(0), value.shape)  # no memory: one zero, strided
+           for key, value in model.state_dict().items()}
+  variables = conversion.convert(pretrained.arch(name), state, 'random weights')
+  assert param_count(variables['params']) == sum(p.numel() for p in model.parameters())
+  assert param_count(variables.get('batch_stats', {})) == sum(
+      buffer.numel() for key, buffer in model.named_buffers()
+      if not key.endswith('num_batches_tracked'))
 
 
 @pytest.mark.parametrize('name', ['googlenet', 'inception_v3'])
