@@ -14,6 +14,7 @@ from flax.training import train_state
 
 from jaxcnn.data.recipes import CENTER_VIEW
 from jaxcnn.errors import UserError
+from jaxcnn import models
 from jaxcnn.models import conv
 
 
@@ -38,7 +39,9 @@ def zero_metric_sums() -> dict[str, jax.Array]:
 def create_train_state(config, model, tx, input_shape) -> TrainState:
   """A fresh state of `model`, initialized from `config.seed`, with optimizer `tx`."""
   init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
-  variables = jax.jit(functools.partial(model.init, train=False))(init_key, jnp.zeros(input_shape))
+  with models.layer_errors(config.model.name):  # the model's first trace in training
+    variables = jax.jit(functools.partial(model.init, train=False))(init_key,
+                                                                    jnp.zeros(input_shape))
   return TrainState.create(
       apply_fn=model.apply, params=variables['params'], tx=tx,
       batch_stats=variables.get('batch_stats', {}),

@@ -87,7 +87,8 @@ def setup(config, data=None, abstract: bool = False) -> Setup:
   """
   mesh = parallel.make_mesh(config.mesh.data, config.mesh.model)
   data = data or input_data.create(config, mesh=mesh)
-  model = models.build_model(config, data.num_classes, data.channels)
+  # Its layers' options are checked when create_train_state traces it: once, not twice.
+  model = models.build_model(config, data.num_classes, data.channels, check_layers=False)
   total_steps = config_lib.total_steps(config, data.steps_per_epoch)
   steps_per_eval = config.eval.every_steps or data.steps_per_epoch
   schedule = optim.learning_rate_schedule(config.optimizer, total_steps, data.steps_per_epoch)

@@ -9,6 +9,7 @@ Every model declares `min_input_size()`, the smallest image side its layers acce
 `layers.smallest_input`), so one check serves them all.
 """
 
+import contextlib
 import dataclasses
 import difflib
 import importlib
@@ -64,7 +65,9 @@ def build_model(config, num_classes: int, channels: int, check_layers: bool = Tr
 
   Raises UserError when a model option is bad or data.image_size is below the model's
   smallest input. `check_layers=False` skips tracing the model to check the options that
-  only its layers check: for the config of a run, which built this model when it trained.
+  only its layers check: for a caller whose next step traces it under `layer_errors`
+  (steps.create_train_state), and for the config of a run, which built this model when it
+  trained.
   """
   name = config.model.name
   try:
@@ -77,14 +80,21 @@ def build_model(config, num_classes: int, channels: int, check_layers: bool = Tr
   if size < smallest:
     raise UserError(f"data.image_size={size} is too small for model '{type(model).__name__}': "
                     f'the smallest input it accepts is {smallest}x{smallest}')
-  if not check_layers:
-    return model
-  try:  # an option that only the layers check (an unknown activation, say) fails here
-    jax.eval_shape(lambda x: model.init(jax.random.key(0), x),
-                   jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32))
+  if check_layers:
+    with layer_errors(name):
+      jax.eval_shape(lambda x: model.init(jax.random.key(0), x),
+                     jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32))
+  return model
+
+
+@contextlib.contextmanager
+def layer_errors(name: str):
+  """An option that only the layers of model `name` check (an unknown activation, say) fails
+  when the model is first traced: inside this block, as a one-line UserError."""
+  try:
+    yield
   except (ValueError, TypeError) as e:
     raise UserError(f"cannot build model '{name}': {str(e).splitlines()[0]}") from None
-  return model
 
 
 # Importing each family's module registers its models.
