@@ -50,8 +50,8 @@ def test_alexnet_meshes_match_one_device(runs, mesh):
   assert run['eval']['top1'] == reference['eval']['top1']
 
 
-def test_resnet18_data_parallel_matches_one_device(runs):
-  reference, run = runs['resnet18_1x1'], runs['resnet18_8x1']
+def test_resnet_data_parallel_matches_one_device(runs):
+  reference, run = runs['resnet_1x1'], runs['resnet_8x1']
   np.testing.assert_allclose(run['losses'], reference['losses'], rtol=1e-5)
   assert max_relative_error(np.load(run['params']), np.load(reference['params'])) < 1e-5
 
