@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from jaxcnn import models
 from jaxcnn.data.recipes import CENTER_VIEW
 from jaxcnn.errors import UserError
-from jaxcnn import models
 from jaxcnn.models import conv
 
 

@@ -205,7 +205,7 @@ def test_deeper_variant_converts_every_tensor_of_torchvisions(name):
     model = torchvision.models.get_model(name, weights=None)
   state = {key: np.broadcast_to(np.float32(0), value.shape)  # no memory: one zero, strided
            for key, value in model.state_dict().items()}
-  variables = conversion.convert(pretrained.arch(name), state, 'random weights')
+  variables = conversion.convert(pretrained.arch(name), state, 'zeros')
   assert param_count(variables['params']) == sum(p.numel() for p in model.parameters())
   assert param_count(variables.get('batch_stats', {})) == sum(
       buffer.numel() for key, buffer in model.named_buffers()

@@ -1,6 +1,6 @@
 """The model families train end to end through `python -m jaxcnn.main` (but two: see below):
-two steps on the offline digits, with each family at its smallest (input size, depth, width), then an exact
-evaluation.
+two steps on the offline digits, with each family at its smallest (input size, depth,
+width), then an exact evaluation.
 
 Together with test_train.py (LeNet) and test_parallel.py (AlexNet; a CIFAR ResNet in float64)
 this runs a train step of every family but GoogLeNet and Inception v3, whose end-to-end runs
