@@ -4,6 +4,11 @@
 use, so that `import jaxcnn` stays cheap.
 """
 
+from jaxcnn import cpu_threads
+
+# Before anything starts jax's CPU backend: importing any jaxcnn module runs this first.
+cpu_threads.reserve_for_collectives()
+
 
 def __getattr__(name: str):
   if name == 'restore':

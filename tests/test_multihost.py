@@ -1,5 +1,5 @@
 """Two processes on localhost with one CPU device each (mesh.data=2), the layout of two machines
-with one GPU each: the run matches one process on one device and its checkpoint restores
+with one GPU each: the run matches one process with two devices and its checkpoint restores
 on one; a lost process ends the other; both killed after a checkpoint and rerun,
 they resume to the same bits; workdirs that are not one shared directory stop both before
 any training."""
@@ -45,14 +45,9 @@ def start(workdirs, data_dir, cwd):
 
 
 def start_one_process(workdir, data_dir, cwd):
-  """The same run in one process on one CPU device, with XLA's convolutions as on the mesh
-  (the data-parallel mesh equals one device to 1e-5: tests/test_parallel.py). Not one process
-  with two devices: on the 2 busy cores their threads wait forever, now and then, in XLA's
-  in-process all-gather of the first train step (on 2026-12-03, tried as the reference: a
-  restart after XLA's 120 s timeout rescued one run of five, and one failed)."""
-  return subprocess.Popen(command(workdir, data_dir, '--config.mesh.data=1',
-                                  '--config.train.conv_tuning=False'), cwd=cwd,
-                          env=cli_env(JAX_NUM_CPU_DEVICES='1'), text=True,
+  """The same run in one process with two CPU devices."""
+  return subprocess.Popen(command(workdir, data_dir), cwd=cwd,
+                          env=cli_env(JAX_NUM_CPU_DEVICES='2'), text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -62,12 +57,10 @@ def flat_params(workdir) -> dict:
           for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
 
 
-
-
 @pytest.fixture(scope='module')
 def runs(digits_dir, once_per_session):
-  """Workdirs and outputs of the same run as 2 processes x 1 device and as 1 process x 1
-  device, run side by side."""
+  """Workdirs and outputs of the same run as 2 processes x 1 device and as 1 process x 2
+  devices, run side by side."""
 
   def run_both(base):
     two, one = base / 'two_processes', base / 'one_process'
@@ -79,7 +72,7 @@ def runs(digits_dir, once_per_session):
   return once_per_session('multihost', run_both)
 
 
-def test_two_processes_with_one_device_each_match_one_process(runs):
+def test_two_processes_with_one_device_each_match_one_process_with_two(runs):
   for status, out, err in [*runs['two_processes'], runs['one_process']]:
     assert status == 0, err[:3000]
   two, one = runs['two'], runs['one']
