@@ -27,8 +27,9 @@ def cpu_device_count(environ) -> int:
 
 def reserve_for_collectives(environ=os.environ) -> None:
   """Sets PJRT_NPROC to cores + CPU devices where a process has several and nobody chose a
-  size (a number in PJRT_NPROC or NPROC, as XLA reads them): threads blocked in a collective then never leave the
-  computation fewer threads than cores. Too late once jax has started its CPU backend."""
+  size (a number in PJRT_NPROC or NPROC, as XLA reads them): threads blocked in a collective
+  then never leave the computation fewer threads than cores. Too late once jax has started
+  its CPU backend."""
   devices = cpu_device_count(environ)
   chosen = any(environ.get(name, '').strip().isdigit() for name in ('PJRT_NPROC', 'NPROC'))
   if devices > 1 and not chosen:
