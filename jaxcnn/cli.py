@@ -8,6 +8,7 @@ its module defines nothing, so tests and other tools can import it.
 
 import os
 import sys
+import threading
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -79,6 +80,19 @@ def _option_names(defined: list[str]) -> str:
   return ', '.join(names[:-1]) + f' and {names[-1]}' if len(names) > 1 else names[0]
 
 
+def _quiet_library_threads() -> None:
+  """Tracebacks that library threads hand to sys.excepthook stay off the console: tensorstore's
+  callbacks fail so after a damaged checkpoint's read, even as the process ends, cutting into
+  the tool's `error:` line. A training run keeps them in its library.log (library_log.py)."""
+  main_thread_hook = sys.excepthook
+
+  def excepthook(error_type, error, trace):
+    if threading.current_thread() is threading.main_thread():
+      main_thread_hook(error_type, error, trace)
+
+  sys.excepthook = excepthook
+
+
 def run(main, define_flags, positional_arguments: bool = False) -> None:
   """Defines the tool's flags, parses them and calls main(arguments); a UserError from main
   becomes one `error:` line and exit status 2, and the tool's return value its exit status.
@@ -87,6 +101,7 @@ def run(main, define_flags, positional_arguments: bool = False) -> None:
   unless --verbosity asks for them; the project says what matters in its own lines.
   """
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  _quiet_library_threads()
   before = set(flags.FLAGS)
   define_flags()
   defined = [name for name in flags.FLAGS if name not in before]
