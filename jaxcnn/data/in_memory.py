@@ -3,9 +3,11 @@
 The train and eval splits are read once (arrays.py) and replicated on every device of the
 mesh: a shuffled global batch needs arbitrary rows on every device, and with every row at hand
 each device gathers its own with no communication (CIFAR-10's 60,000 images take 184 MB a
-device). One jit-compiled function makes each batch, a global jax.Array split over the mesh's
-'data' axis: under shard_map every data-parallel device gathers its rows of the global batch
-and augments them (jax_augment.py) or cuts their eval views (jax_preprocess.py).
+device). One function makes each batch, a global jax.Array split over the mesh's 'data' axis:
+under shard_map every data-parallel device gathers its rows of the global batch and augments
+them (jax_augment.py) or cuts their eval views (jax_preprocess.py). The training loop runs it
+inside the train step's program (train.py), so a step is one program; `train_batches` runs it
+alone, for tools that look at batches.
 
 Each epoch's order is a permutation drawn with jax.random from (seed, epoch), and each
 example's augmentation keys come from (seed, epoch, its index in the epoch), so the batch of
@@ -68,7 +70,9 @@ class InMemoryData:
                                              len(train_images)),
         out_shardings=NamedSharding(mesh, P()))
     split_rows = functools.partial(jax.shard_map, mesh=mesh, out_specs=P('data'))
-    self._train_batch = jax.jit(split_rows(self._train_rows, in_specs=P()))
+    # Traceable, for the one program that makes a batch and takes the step (train.py).
+    self.make_train_batch = split_rows(self._train_rows, in_specs=P())
+    self._train_batch = jax.jit(self.make_train_batch)
     self._eval_batch = jax.jit(split_rows(self._eval_rows, in_specs=P()))
 
   def _own_positions(self, global_batch: int, first):
@@ -93,14 +97,21 @@ class InMemoryData:
     return {'image': jnp.where(real, views, 0.0), 'label': jnp.where(mask, labels[rows], 0),
             'mask': mask}
 
-  def train_batches(self, start_step: int = 0):
-    """Yields training batches forever, beginning with the batch of `start_step`."""
+  def train_inputs(self, start_step: int = 0):
+    """Yields forever, from the step `start_step` on, the arguments of make_train_batch that
+    give each step's batch: the train arrays, the epoch's order, the epoch and the step's
+    place in it."""
     epoch, step_in_epoch = divmod(start_step, self.steps_per_epoch)
     while True:
       order = self._epoch_order(epoch)
       for step in range(step_in_epoch, self.steps_per_epoch):
-        yield self._train_batch(*self._train, order, epoch, step)
+        yield (*self._train, order, epoch, step)
       epoch, step_in_epoch = epoch + 1, 0
+
+  def train_batches(self, start_step: int = 0):
+    """Yields training batches forever, beginning with the batch of `start_step`."""
+    for inputs in self.train_inputs(start_step):
+      yield self._train_batch(*inputs)
 
   def eval_batches(self):
     """Yields `eval_steps` batches covering the eval split, each example once.
