@@ -5,18 +5,22 @@
 
 - compile: seconds to lower and compile the trainer's train step.
 - train step: `--steps` steps on one batch already on the devices (after a warm-up step):
-  milliseconds per step and images/s, the fastest of 3 rounds (a machine's other work slows
-  some rounds; small nets' rounds last a fraction of a second). The eval step likewise.
+  milliseconds per step and images/s, the fastest of ROUNDS rounds (a machine's other work
+  slows some rounds; small nets' rounds last a fraction of a second). The eval step likewise.
+- fed train step: the same, as the training loop runs it on the input path's batches (on
+  the in-memory path one program that makes the batch and takes the step), each round right
+  after one of the train step's, so that a busy spell of the machine slows both alike; and
+  its ratio to the train step, `fed_over_train`.
 - input pipeline: jaxcnn.data.throughput.measure, the train batches alone; null for
   `synthetic` data (one fixed batch in memory, no pipeline) or where the tf.data path lacks
   TensorFlow.
 - A config whose dataset is not prepared here (ImageNet, say) is timed on synthetic data of
   its shape and classes, with a warning line on stderr; the input pipeline and the loop are
   then null, with the reason.
-- loop: train_and_evaluate for 4 x `--steps` steps logging every `--steps`, evaluating and
-  saving at the end only, in a temporary workdir; the images/s of the fastest of its last 3
-  train records (input, step and logging, as in metrics.jsonl; the first record holds the
-  compilation).
+- loop: train_and_evaluate for (ROUNDS + 1) x `--steps` steps logging every `--steps`,
+  evaluating and saving at the end only, in a temporary workdir; the images/s of the fastest
+  of its last ROUNDS train records (input, step and logging, as in metrics.jsonl; the first
+  record holds the compilation).
   An evaluation inside that record, where an epoch ends, would be left out of its time but
   would still slow the steps after it (LeNet's loop fell from 98% to 80% of
   its step's speed), and whether one falls there depends on the dataset's size.
@@ -41,7 +45,7 @@ from jaxcnn.errors import warn
 
 MATMUL_SIZE = {'cpu': 2048}  # other platforms: 8192
 MATMUL_REPEATS = 5
-ROUNDS = 3  # the step, the eval step and the loop are each timed this many times; the best counts
+ROUNDS = 5  # the step, the eval step and the loop are each timed this many times; the best counts
 
 
 def _seconds(fn, repeats: int) -> float:
@@ -75,8 +79,10 @@ def train_flops_per_image(config) -> int:
 
 def train_stepper(config, synthetic: bool = False):
   """(the set-up run, seconds to compile its train step, a function that runs `count` train
-  steps on one batch already on the devices and returns the train state after them), after
-  one warm-up step. `synthetic`: on random data of the config's shape and classes."""
+  steps and returns the train state after them), after one warm-up step of each kind. The
+  steps run on one batch already on the devices, or with `fed=True` as the training loop runs
+  them, fed by the input path. `synthetic`: on random data of the config's shape and
+  classes."""
   import jax
   from jaxcnn import parallel, train, validate
   from jaxcnn.data.synthetic import SyntheticData
@@ -90,21 +96,29 @@ def train_stepper(config, synthetic: bool = False):
   step = run.train_step.lower(run.state, batch).compile()
   compile_seconds = time.perf_counter() - start
 
+  inputs = train.loop_inputs(run.data, run.mesh, start_step=0)
   state = run.state
-  def train_steps(count):
+  def train_steps(count, fed=False):
     nonlocal state
     for _ in range(count):
-      state, _ = step(state, batch)
+      state, _ = run.loop_step(state, next(inputs)) if fed else step(state, batch)
     return state
   _seconds(lambda: train_steps(1), 1)
+  _seconds(lambda: train_steps(1, fed=True), 1)
   return run, compile_seconds, train_steps
 
 
 def measure_steps(config, steps: int, synthetic: bool = False) -> dict:
-  """Compile seconds, and train and eval step speed on batches already on the devices."""
+  """Compile seconds, train and eval step speed on batches already on the devices, and the
+  train step's speed fed by the input path, its rounds alternated with the bare step's so
+  that both see the same machine."""
   from jaxcnn import parallel
   run, compile_seconds, train_steps = train_stepper(config, synthetic)
-  train_seconds = min(_seconds(lambda: train_steps(steps), 1) for _ in range(ROUNDS))
+  bare, fed = [], []
+  for _ in range(ROUNDS):
+    bare.append(_seconds(lambda: train_steps(steps), 1))
+    fed.append(_seconds(lambda: train_steps(steps, fed=True), 1))
+  train_seconds, fed_seconds = min(bare), min(fed)
 
   eval_batch = parallel.shard_batch(next(iter(run.data.eval_batches())), run.mesh)
   state = train_steps(0)  # the state the steps left: they donate the ones before
@@ -115,6 +129,8 @@ def measure_steps(config, steps: int, synthetic: bool = False) -> dict:
           'compile_seconds': compile_seconds,
           'train_step_ms': 1000 * train_seconds / steps,
           'train_images_per_sec': steps * config.train.batch_size / train_seconds,
+          'fed_train_images_per_sec': steps * config.train.batch_size / fed_seconds,
+          'fed_over_train': train_seconds / fed_seconds,
           'eval_images_per_sec': steps * config.eval.batch_size / eval_seconds}
 
 
@@ -190,6 +206,8 @@ def format_result(result: dict) -> str:
       + (', synthetic data' if result['synthetic_stand_in'] else ''),
       f"compile        {result['compile_seconds']:.1f} s",
       f"train step     {result['train_step_ms']:.1f} ms, {per_sec('train_images_per_sec')}",
+      f"fed train step {per_sec('fed_train_images_per_sec')} "
+      f"({100 * result['fed_over_train']:.0f}% of the train step)",
       f"eval step      {per_sec('eval_images_per_sec')}",
       f"input pipeline {per_sec('input_images_per_sec')}",
       f"loop           {per_sec('loop_images_per_sec')}"

@@ -24,9 +24,12 @@ def test_bench_json_figures(tmp_path):
       cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr
   figures = json.loads(result.stdout)
-  for key in ('train_images_per_sec', 'compile_seconds', 'loop_images_per_sec',
-              'eval_images_per_sec', 'model_flops_per_sec', 'matmul_peak_flops_per_sec'):
+  for key in ('train_images_per_sec', 'fed_train_images_per_sec', 'compile_seconds',
+              'loop_images_per_sec', 'eval_images_per_sec', 'model_flops_per_sec',
+              'matmul_peak_flops_per_sec'):
     assert math.isfinite(figures[key]) and figures[key] > 0, key
+  assert figures['fed_over_train'] == pytest.approx(
+      figures['fed_train_images_per_sec'] / figures['train_images_per_sec'])
   assert 0 < figures['mfu'] <= 1
   assert figures['input_images_per_sec'] is None and 'synthetic' in figures['input_note']
   assert figures['synthetic_stand_in'] is False  # data.name='synthetic' is no stand-in

@@ -195,3 +195,24 @@ def test_per_device_batch_norm_normalizes_each_slice_alone(digits_config):
                              (mean(halves[0][1]) + mean(halves[1][1])) / 2, rtol=1e-5, atol=1e-7)
   assert not np.allclose(np.asarray(grouped.params['fc3']['kernel']),
                          np.asarray(whole.params['fc3']['kernel']), rtol=1e-6, atol=0)
+
+
+def test_in_memory_loop_step_equals_the_step_on_the_batch_made_alone(digits_config):
+  """The loop's one program (make the batch on the device, then step) gives the state that the
+  bare train step gives on train_batches' batches, from the same start step, across an epoch's
+  end."""
+  config = digits_config('lenet', **{'train.num_steps': 100})
+  run = train.setup(config)
+  start = run.data.steps_per_epoch - 2
+  inputs, batches = run.data.train_inputs(start), run.data.train_batches(start)
+  copy = lambda state: jax.tree.map(jnp.copy, state)  # both steps donate their state
+  fused, alone, losses = copy(run.state), copy(run.state), []
+  for _ in range(4):
+    fused, fused_metrics = run.loop_step(fused, next(inputs))
+    alone, alone_metrics = run.train_step(alone, next(batches))
+    losses.append((float(fused_metrics['loss']), float(alone_metrics['loss'])))
+  assert [fused_loss for fused_loss, _ in losses] == pytest.approx(
+      [alone_loss for _, alone_loss in losses], rel=1e-6)
+  assert len({loss for loss, _ in losses}) == 4  # four different batches
+  for a, b in zip(jax.tree.leaves(fused.params), jax.tree.leaves(alone.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
