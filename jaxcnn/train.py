@@ -135,21 +135,23 @@ def jit_loop_step(config, data, mesh, shardings, conv_choices: dict, train_step)
   in-memory path one program that makes the step's batch on the devices and takes the step.
   One program a step, not two, saves a launch, and on CPUs keeps the batch's program from
   competing with the step for the cores (LeNet on digits, 2-core EPYC: the loop at 86% of
-  the bare step with two programs, 99% with one)."""
+  the bare step with two programs, 99% with one). The step's number, which picks the batch,
+  is the state's, so nothing goes from the host to the devices a step."""
   if not isinstance(data, InMemoryData):
     return train_step
   step = functools.partial(_train_step(config, mesh), conv_choices=conv_choices)
 
-  def train_step_making_its_batch(state, inputs):
-    return step(state, data.make_train_batch(*inputs))
+  def train_step_making_its_batch(state, arrays):
+    return step(state, data.make_train_batch(*arrays, state.step))
   return jax.jit(train_step_making_its_batch,
-                 in_shardings=(shardings, NamedSharding(mesh, P())),  # every input replicated
+                 in_shardings=(shardings, NamedSharding(mesh, P())),  # the arrays are replicated
                  out_shardings=(shardings, None), donate_argnums=0)
 
 
 def loop_inputs(data, mesh, start_step: int):
   """What the loop's step takes, step after step from `start_step` on: the batch, on the
-  devices (the next ones already on their way), or the in-memory path's batch arguments."""
+  devices (the next ones already on their way), or the in-memory path's arrays that the batch
+  is made from."""
   if isinstance(data, InMemoryData):
     return data.train_inputs(start_step)
   return parallel.prefetch_to_mesh(data.train_batches(start_step), mesh)

@@ -198,15 +198,16 @@ def test_per_device_batch_norm_normalizes_each_slice_alone(digits_config):
 
 
 def test_in_memory_loop_step_equals_the_step_on_the_batch_made_alone(digits_config):
-  """The loop's one program (make the batch on the device, then step) gives the state that the
-  bare train step gives on train_batches' batches, from the same start step, across an epoch's
-  end."""
+  """The loop's one program (make the batch of the state's step on the device, then step)
+  gives the state that the bare train step gives on train_batches' batches, from the same
+  step, across an epoch's end."""
   config = digits_config('lenet', **{'train.num_steps': 100})
   run = train.setup(config)
   start = run.data.steps_per_epoch - 2
   inputs, batches = run.data.train_inputs(start), run.data.train_batches(start)
   copy = lambda state: jax.tree.map(jnp.copy, state)  # both steps donate their state
-  fused, alone, losses = copy(run.state), copy(run.state), []
+  state = run.state.replace(step=run.state.step + start)  # the fused step reads its number
+  fused, alone, losses = copy(state), copy(state), []
   for _ in range(4):
     fused, fused_metrics = run.loop_step(fused, next(inputs))
     alone, alone_metrics = run.train_step(alone, next(batches))

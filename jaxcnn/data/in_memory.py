@@ -80,7 +80,8 @@ class InMemoryData:
     local = global_batch // self._data_devices
     return first + jax.lax.axis_index('data') * local + jnp.arange(local)
 
-  def _train_rows(self, images, labels, order, epoch, step_in_epoch):
+  def _train_rows(self, images, labels, order, step):
+    epoch, step_in_epoch = jnp.divmod(step, self.steps_per_epoch)
     positions = self._own_positions(self.global_batch, step_in_epoch * self.global_batch)
     rows = order[positions]
     keys = jax.vmap(functools.partial(example_key, self.config.seed, epoch))(positions)
@@ -98,20 +99,20 @@ class InMemoryData:
             'mask': mask}
 
   def train_inputs(self, start_step: int = 0):
-    """Yields forever, from the step `start_step` on, the arguments of make_train_batch that
-    give each step's batch: the train arrays, the epoch's order, the epoch and the step's
-    place in it."""
+    """Yields forever, for each step from `start_step` on, the arrays from which
+    make_train_batch(*arrays, step) makes the step's batch: the train images and labels and
+    the epoch's order. The step's number comes from the train state, on the devices."""
     epoch, step_in_epoch = divmod(start_step, self.steps_per_epoch)
     while True:
       order = self._epoch_order(epoch)
-      for step in range(step_in_epoch, self.steps_per_epoch):
-        yield (*self._train, order, epoch, step)
+      for _ in range(step_in_epoch, self.steps_per_epoch):
+        yield (*self._train, order)
       epoch, step_in_epoch = epoch + 1, 0
 
   def train_batches(self, start_step: int = 0):
     """Yields training batches forever, beginning with the batch of `start_step`."""
-    for inputs in self.train_inputs(start_step):
-      yield self._train_batch(*inputs)
+    for step, arrays in enumerate(self.train_inputs(start_step), start_step):
+      yield self._train_batch(*arrays, step)
 
   def eval_batches(self):
     """Yields `eval_steps` batches covering the eval split, each example once.
