@@ -70,7 +70,7 @@ class Setup:
   shardings: steps.TrainState  # of `state`
   total_steps: int
   steps_per_eval: int
-  train_step: Any  # jit-compiled train_step on a batch, with the config's options; donates the state
+  train_step: Any  # jit-compiled train_step on a batch, with the config's options; donates state
   loop_step: Any  # what the loop runs on each of loop_inputs(...): train_step, or in memory fused
   eval_step: Any  # jit-compiled eval_step
   conv_choices: dict  # the convolution formulations both steps run (jaxcnn/tuning.py)
