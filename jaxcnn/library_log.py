@@ -2,7 +2,8 @@
 
 While a run trains, absl's log at WARNING and above (orbax, TFDS and JAX log through it), the
 tracebacks of exceptions that library threads do not catch (orbax's and tensorstore's, after a
-failed save), and the exceptions Python can only ignore (a library's clean-up at exit) go to
+failed save), the exceptions Python can only ignore (a library's clean-up at exit) and Python's
+warnings (a save's coroutine left unawaited when a failed save ends the run) go to
 WORKDIR/library.log (process N > 0 of a multi-host run: library.process-N.log). What needs the
 user's action the project says in its own words (a failed save is an `error:` line).
 `--verbosity` still sets absl's level; absl's `--alsologtostderr` copies its lines to the
@@ -14,6 +15,7 @@ import os
 import sys
 import threading
 import traceback
+import warnings
 
 from absl import flags, logging
 
@@ -66,7 +68,7 @@ def to_file(path: str):
   handler = logging.get_absl_handler().python_handler
   previous_stream, previous_level = handler.stream, logging.get_verbosity()
   previous_excepthook, previous_thread_hook = sys.excepthook, threading.excepthook
-  previous_unraisable_hook = sys.unraisablehook
+  previous_unraisable_hook, previous_showwarning = sys.unraisablehook, warnings.showwarning
   handler.setStream(log)
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
@@ -76,9 +78,11 @@ def to_file(path: str):
   sys.unraisablehook = lambda hook: write_traceback(
       hook.exc_type, hook.exc_value, hook.exc_traceback,
       f'{hook.err_msg or "Exception ignored in"}: {hook.object!r}')
+  warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: (
+      log.write(warnings.formatwarning(message, category, filename, lineno, line)))
   yield
   sys.excepthook, threading.excepthook = previous_excepthook, previous_thread_hook
-  sys.unraisablehook = previous_unraisable_hook
+  sys.unraisablehook, warnings.showwarning = previous_unraisable_hook, previous_showwarning
   logging.set_verbosity(previous_level)
   handler.setStream(previous_stream)
   log.close()
