@@ -20,7 +20,10 @@
 - loop: train_and_evaluate for (ROUNDS + 1) x `--steps` steps logging every `--steps`,
   evaluating and saving at the end only, in a temporary workdir; the images/s of the fastest
   of its last ROUNDS train records (input, step and logging, as in metrics.jsonl; the first
-  record holds the compilation).
+  record holds the compilation), and its ratio to the train step, `loop_over_train`. The
+  rounds of the train step and the fed one run between the loop's records, outside their time,
+  so that the loop too sees the machine as the steps do (timed apart, LeNet's loop ranged from
+  76% to 171% of its step on a shared 2-core machine).
   An evaluation inside that record, where an epoch ends, would be left out of its time but
   would still slow the steps after it (LeNet's loop fell from 98% to 80% of
   its step's speed), and whether one falls there depends on the dataset's size.
@@ -108,16 +111,25 @@ def train_stepper(config, synthetic: bool = False):
   return run, compile_seconds, train_steps
 
 
-def measure_steps(config, steps: int, synthetic: bool = False) -> dict:
-  """Compile seconds, train and eval step speed on batches already on the devices, and the
-  train step's speed fed by the input path, its rounds alternated with the bare step's so
-  that both see the same machine."""
+def measure_steps(config, steps: int, synthetic: bool = False, loop: bool = False) -> dict:
+  """Compile seconds, the train step's speed on a batch already on the devices and fed by the
+  input path, the eval step's, and with `loop` the training loop's. Each round times the bare
+  step, then the fed one; with `loop` the rounds run between the loop's records, so that a busy
+  spell of the machine slows all three alike."""
   from jaxcnn import parallel
   run, compile_seconds, train_steps = train_stepper(config, synthetic)
   bare, fed = [], []
-  for _ in range(ROUNDS):
+
+  def timed_round():
     bare.append(_seconds(lambda: train_steps(steps), 1))
     fed.append(_seconds(lambda: train_steps(steps, fed=True), 1))
+
+  if loop:
+    loop_speeds = measure_loop(config, steps, after_record=timed_round)
+    del bare[0], fed[0]  # the rounds after the loop's first record, which held its compilation
+  else:
+    for _ in range(ROUNDS):
+      timed_round()
   train_seconds, fed_seconds = min(bare), min(fed)
 
   eval_batch = parallel.shard_batch(next(iter(run.data.eval_batches())), run.mesh)
@@ -125,13 +137,17 @@ def measure_steps(config, steps: int, synthetic: bool = False) -> dict:
   _seconds(lambda: run.eval_step(state, eval_batch), 1)
   eval_seconds = min(_seconds(lambda: run.eval_step(state, eval_batch), steps)
                      for _ in range(ROUNDS))
-  return {'devices': run.mesh.devices.size,  # the mesh's, which may leave some out
-          'compile_seconds': compile_seconds,
-          'train_step_ms': 1000 * train_seconds / steps,
-          'train_images_per_sec': steps * config.train.batch_size / train_seconds,
-          'fed_train_images_per_sec': steps * config.train.batch_size / fed_seconds,
-          'fed_over_train': train_seconds / fed_seconds,
-          'eval_images_per_sec': steps * config.eval.batch_size / eval_seconds}
+  result = {'devices': run.mesh.devices.size,  # the mesh's, which may leave some out
+            'compile_seconds': compile_seconds,
+            'train_step_ms': 1000 * train_seconds / steps,
+            'train_images_per_sec': steps * config.train.batch_size / train_seconds,
+            'fed_train_images_per_sec': steps * config.train.batch_size / fed_seconds,
+            'fed_over_train': train_seconds / fed_seconds,
+            'eval_images_per_sec': steps * config.eval.batch_size / eval_seconds}
+  if loop:
+    result['loop_images_per_sec'] = max(loop_speeds)
+    result['loop_over_train'] = result['loop_images_per_sec'] / result['train_images_per_sec']
+  return result
 
 
 def measure_input(config, batches: int) -> tuple[float | None, str | None]:
@@ -144,9 +160,10 @@ def measure_input(config, batches: int) -> tuple[float | None, str | None]:
     return None, f'the input pipeline of {config.data.name} needs TensorFlow ({e})'
 
 
-def measure_loop(config, steps: int) -> float:
-  """Images/s of the training loop (train_and_evaluate): the fastest of ROUNDS records of
-  `steps` steps each, after `steps` warm-up steps, from its metrics.jsonl."""
+def measure_loop(config, steps: int, after_record) -> list[float]:
+  """Images/s of the training loop (train_and_evaluate) in each of ROUNDS records of `steps`
+  steps, after `steps` warm-up steps, from its metrics.jsonl; `after_record` runs after each
+  record, the warm-up one included."""
   from jaxcnn import train
   from jaxcnn.reporting import read_metrics
   config = config.copy_and_resolve_references()
@@ -154,9 +171,9 @@ def measure_loop(config, steps: int) -> float:
   config.train.log_every_steps = steps
   config.eval.every_steps = config.checkpoint.every_steps = config.train.num_steps
   with tempfile.TemporaryDirectory() as workdir:
-    train.train_and_evaluate(config, workdir)
+    train.train_and_evaluate(config, workdir, after_record=after_record)
     records = [r for r in read_metrics(workdir) if r['split'] == 'train']
-  return max(r['images_per_sec'] for r in records[1:])
+  return [r['images_per_sec'] for r in records[1:]]
 
 
 def benchmark(config, steps: int, loop: bool = True) -> dict:
@@ -175,7 +192,12 @@ def benchmark(config, steps: int, loop: bool = True) -> dict:
   result = {'device': jax.devices()[0].device_kind,
             'batch': config.train.batch_size, 'steps': steps,
             'compute_dtype': config.train.compute_dtype, 'synthetic_stand_in': bool(not_prepared)}
-  result.update(measure_steps(config, steps, synthetic=bool(not_prepared)))
+  if not not_prepared:
+    result['input_images_per_sec'], input_note = measure_input(config, steps)
+    if input_note:
+      result['input_note'] = input_note
+  result.update(measure_steps(config, steps, synthetic=bool(not_prepared),
+                              loop=loop and not not_prepared))
   flops = train_flops_per_image(config)
   peak = matmul_peak_flops(jnp.dtype(config.train.compute_dtype))
   model_flops = flops * result['train_images_per_sec']
@@ -185,15 +207,8 @@ def benchmark(config, steps: int, loop: bool = True) -> dict:
     result.update({'input_images_per_sec': None, 'loop_images_per_sec': None,
                    'input_note': f'{not_prepared} (the steps ran on synthetic data)',
                    'loop_note': f'the loop reads the dataset: {not_prepared}'})
-    return result
-  result['input_images_per_sec'], input_note = measure_input(config, steps)
-  if input_note:
-    result['input_note'] = input_note
-  result['loop_images_per_sec'] = measure_loop(config, steps) if loop else None
-  if result['loop_images_per_sec']:
-    result['loop_over_train'] = result['loop_images_per_sec'] / result['train_images_per_sec']
-  else:
-    result['loop_note'] = 'not measured (--noloop)'
+  elif not loop:
+    result.update({'loop_images_per_sec': None, 'loop_note': 'not measured (--noloop)'})
   return result
 
 

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -227,9 +227,12 @@ def _stop_if_nonfinite(first_nonfinite_step: int, checkpoints: Checkpoints) -> N
                   '--config.train.skip_nonfinite_steps=True to skip such steps')
 
 
-def train_and_evaluate(config, workdir: str, start_over: bool = False) -> dict:
+def train_and_evaluate(config, workdir: str, start_over: bool = False,
+                       after_record: Callable[[], None] | None = None) -> dict:
   """Trains, or resumes from the latest readable checkpoint in `workdir`; returns the final
-  eval metrics ({} when a signal stopped the run early, after saving a checkpoint)."""
+  eval metrics ({} when a signal stopped the run early, after saving a checkpoint).
+  `after_record` runs after each train record, outside the records' time (the bench times the
+  bare step there, so that the loop and the step see the same machine)."""
   validate.check_config(config)
   parallel.initialize_distributed(config.distributed)
   with multihost.ends_together(workdir):
@@ -239,14 +242,15 @@ def train_and_evaluate(config, workdir: str, start_over: bool = False) -> dict:
     with _opened_workdir(config, workdir, start_over):
       try:
         with Checkpoints(workdir, config.checkpoint.keep) as checkpoints:
-          return _train(config, workdir, run, checkpoints)
+          return _train(config, workdir, run, checkpoints, after_record)
       except WriteError as e:  # a full disk, a lost permission: earlier checkpoints are intact
         raise UserError(f'{e}; {checkpoints.last_good()}; free space or restore write '
                         'permission there, lower checkpoint.keep, or pass another --workdir, '
                         'then rerun the same command to resume') from None
 
 
-def _train(config, workdir: str, run: Setup, checkpoints: Checkpoints) -> dict:
+def _train(config, workdir: str, run: Setup, checkpoints: Checkpoints,
+           after_record: Callable[[], None] | None) -> dict:
   mesh, data, total_steps = run.mesh, run.data, run.total_steps
   if checkpoints.all_steps():
     state = checkpoints.restore(run.state)
@@ -303,6 +307,8 @@ def _train(config, workdir: str, run: Setup, checkpoints: Checkpoints) -> dict:
       if evaluating or saving:  # not counted as training time, once queued steps have finished
         jax.block_until_ready(state)
       pause_start = time.perf_counter()
+      if logging and after_record:
+        after_record()
       if evaluating:
         final = {'step': step, 'split': 'eval', **evaluate(run.eval_step, state, data, mesh)}
         reporter.write(final)

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import REPO, cli_env, load_config
 from jaxcnn import models, steps
+from jaxcnn.reporting import read_metrics
 from jaxcnn.summary import called_jaxprs, summarize_config
 
 
@@ -28,8 +29,10 @@ def test_bench_json_figures(tmp_path):
               'loop_images_per_sec', 'eval_images_per_sec', 'model_flops_per_sec',
               'matmul_peak_flops_per_sec'):
     assert math.isfinite(figures[key]) and figures[key] > 0, key
+  train_speed = figures['train_images_per_sec']
   assert figures['fed_over_train'] == pytest.approx(
-      figures['fed_train_images_per_sec'] / figures['train_images_per_sec'])
+      figures['fed_train_images_per_sec'] / train_speed)
+  assert figures['loop_over_train'] == pytest.approx(figures['loop_images_per_sec'] / train_speed)
   assert 0 < figures['mfu'] <= 1
   assert figures['input_images_per_sec'] is None and 'synthetic' in figures['input_note']
   assert figures['synthetic_stand_in'] is False  # data.name='synthetic' is no stand-in
@@ -63,20 +66,24 @@ class _Compilations(logging.Handler):
 
 
 def test_train_step_compiles_once_in_a_run(digits_config, tmp_path):
-  """20 steps with 4 logs, 2 evals and 2 checkpoints inside: one train-step compilation."""
+  """20 steps with 4 logs, 2 evals and 2 checkpoints inside: one train-step compilation; the
+  bench's hook runs after each of the 4 train records."""
   from jaxcnn import train
   config = digits_config('lenet', **{
       'train.num_steps': 20, 'train.log_every_steps': 5, 'eval.every_steps': 10,
       'checkpoint.every_steps': 10})
-  compilations = _Compilations()
+  compilations, records_seen = _Compilations(), []
   logger = logging.getLogger('jax._src.interpreters.pxla')
   logger.addHandler(compilations)
   try:
     with jax.log_compiles():
-      final = train.train_and_evaluate(config, str(tmp_path))
+      final = train.train_and_evaluate(
+          config, str(tmp_path),
+          after_record=lambda: records_seen.append(len(read_metrics(str(tmp_path)))))
   finally:
     logger.removeHandler(compilations)
   assert final['step'] == 20
+  assert records_seen == [1, 2, 4, 5]  # each train record written; evaluations after the hook
   # digits train in memory: one program a step makes the batch and takes the step, compiled
   # once, and neither the bare step nor the batch's own program is compiled beside it.
   assert compilations.names.count('train_step_making_its_batch') == 1, compilations.names
