@@ -185,17 +185,22 @@ def benchmark(config, steps: int, loop: bool = True) -> dict:
   parallel.initialize_distributed(config.distributed)  # before jax.devices() below
   not_prepared = preparation_problem(config.data.name, config.data.data_dir,
                                      config.data.download)
-  if not_prepared:
-    spec, size = dataset_spec(config.data.name), config.data.image_size
-    warn(f'{not_prepared}; timing the steps on synthetic data of its shape and classes '
-         f'({size}x{size}x{spec.channels}, {spec.num_classes} classes)')
   result = {'device': jax.devices()[0].device_kind,
             'batch': config.train.batch_size, 'steps': steps,
             'compute_dtype': config.train.compute_dtype, 'synthetic_stand_in': bool(not_prepared)}
-  if not not_prepared:
+  if not_prepared:  # no input pipeline to time, and the loop would read the dataset
+    spec, size = dataset_spec(config.data.name), config.data.image_size
+    warn(f'{not_prepared}; timing the steps on synthetic data of its shape and classes '
+         f'({size}x{size}x{spec.channels}, {spec.num_classes} classes)')
+    result.update({'input_images_per_sec': None, 'loop_images_per_sec': None,
+                   'input_note': f'{not_prepared} (the steps ran on synthetic data)',
+                   'loop_note': f'the loop reads the dataset: {not_prepared}'})
+  else:
     result['input_images_per_sec'], input_note = measure_input(config, steps)
     if input_note:
       result['input_note'] = input_note
+    if not loop:
+      result.update({'loop_images_per_sec': None, 'loop_note': 'not measured (--noloop)'})
   result.update(measure_steps(config, steps, synthetic=bool(not_prepared),
                               loop=loop and not not_prepared))
   flops = train_flops_per_image(config)
@@ -203,12 +208,6 @@ def benchmark(config, steps: int, loop: bool = True) -> dict:
   model_flops = flops * result['train_images_per_sec']
   result.update({'train_flops_per_image': flops, 'model_flops_per_sec': model_flops,
                  'matmul_peak_flops_per_sec': peak, 'mfu': model_flops / peak})
-  if not_prepared:  # no input pipeline to time, and the loop would read the dataset
-    result.update({'input_images_per_sec': None, 'loop_images_per_sec': None,
-                   'input_note': f'{not_prepared} (the steps ran on synthetic data)',
-                   'loop_note': f'the loop reads the dataset: {not_prepared}'})
-  elif not loop:
-    result.update({'loop_images_per_sec': None, 'loop_note': 'not measured (--noloop)'})
   return result
 
 

@@ -7,7 +7,7 @@ import warnings
 from jaxcnn import library_log
 
 
-class _Unawaited:
+class _FailingCleanUp:
   def __del__(self):
     raise RuntimeError('clean-up failed')
 
@@ -18,7 +18,7 @@ def test_warnings_and_ignored_exceptions_go_to_the_file_and_the_console_keeps_no
     with warnings.catch_warnings():
       warnings.simplefilter('always')
       warnings.warn('coroutine was never awaited', RuntimeWarning)
-    _Unawaited()
+    _FailingCleanUp()
     gc.collect()
   lines = path.read_text()
   assert 'RuntimeWarning: coroutine was never awaited' in lines
