@@ -76,9 +76,20 @@ def classification_loss(outputs, labels, label_smoothing: float = 0.0,
   return loss, main
 
 
-def top_k_correct(logits, labels, k: int) -> jax.Array:
-  k = min(k, logits.shape[-1])
-  return jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1)
+def label_rank(logits, labels) -> jax.Array:
+  """The place of each example's label among its logits, from 0 (top-k correct: rank < k).
+
+  Ties and NaNs order as `lax.top_k` orders them (IEEE total order, then the lower index
+  first), but with compares instead of a sort: on CPU, top-1 and top-5 of 128 x 1000 logits
+  by `lax.top_k` took 0.9 ms, about 2% of a LeNet-5 step, and this takes under 0.1.
+  """
+  int_dtype = jnp.dtype(f'int{jnp.finfo(logits.dtype).bits}')
+  bits = jax.lax.bitcast_convert_type(logits, int_dtype)
+  keys = bits ^ ((bits >> (int_dtype.itemsize * 8 - 1)) & jnp.iinfo(int_dtype).max)
+  label_keys = jnp.take_along_axis(keys, labels[:, None], axis=-1)
+  classes = jnp.arange(logits.shape[-1])
+  ahead = (keys > label_keys) | ((keys == label_keys) & (classes < labels[:, None]))
+  return jnp.sum(ahead, axis=-1)
 
 
 def traced_with_conv_choices(step):
@@ -134,9 +145,10 @@ def train_step(state: TrainState, batch, label_smoothing: float,
   # XLA:CPU instead of 30.
   stepped = jax.tree.map(lambda new, old: new.astype(old.dtype), stepped, state)
   state = jax.lax.cond(finite, lambda: stepped, lambda: state)
+  rank = label_rank(logits, batch['label'])
   metrics = {'loss': jnp.where(finite, loss, 0.0),
-             'top1': jnp.where(finite, top_k_correct(logits, batch['label'], 1).mean(), 0.0),
-             'top5': jnp.where(finite, top_k_correct(logits, batch['label'], 5).mean(), 0.0),
+             'top1': jnp.where(finite, (rank < 1).mean(), 0.0),
+             'top5': jnp.where(finite, (rank < 5).mean(), 0.0),
              'nonfinite_steps': 1 - finite.astype(jnp.int32)}
   state = state.replace(
       step=state.step + 1, metric_sums=jax.tree.map(jnp.add, state.metric_sums, metrics),
@@ -159,14 +171,15 @@ def eval_step(state: TrainState, batch):
   sums = {}
   if batch['image'].ndim == 5:
     views = jax.lax.map(apply, jnp.moveaxis(batch['image'], 1, 0))  # one view at a time
-    center = views[CENTER_VIEW]
-    sums['center_top1'] = jnp.sum(top_k_correct(center, labels, 1) & mask)
-    sums['center_top5'] = jnp.sum(top_k_correct(center, labels, 5) & mask)
+    center_rank = label_rank(views[CENTER_VIEW], labels)
+    sums['center_top1'] = jnp.sum((center_rank < 1) & mask)
+    sums['center_top5'] = jnp.sum((center_rank < 5) & mask)
     # log of the mean softmax: log-probabilities are logits whose softmax is themselves
     logits = jax.nn.logsumexp(jax.nn.log_softmax(views), axis=0) - jnp.log(views.shape[0])
   else:
     logits = apply(batch['image'])
+  rank = label_rank(logits, labels)
   return {'loss': jnp.sum(cross_entropy(logits, labels) * mask),
-          'top1': jnp.sum(top_k_correct(logits, labels, 1) & mask),
-          'top5': jnp.sum(top_k_correct(logits, labels, 5) & mask),
+          'top1': jnp.sum((rank < 1) & mask),
+          'top5': jnp.sum((rank < 5) & mask),
           **sums, 'num_examples': jnp.sum(mask)}

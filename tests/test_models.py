@@ -1,5 +1,6 @@
 """LeNet-5 and AlexNet: parameter counts, output shapes, the paper's init, and LRN by hand."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +11,7 @@ from ml_collections import ConfigDict
 from jaxcnn.config import override
 from jaxcnn.errors import UserError
 from jaxcnn.models import build_model, create_model, model_names
-from jaxcnn.models.layers import LocalResponseNorm
+from jaxcnn.models.layers import LocalResponseNorm, avg_pool
 
 # Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
 pytestmark = pytest.mark.xdist_group('models')
@@ -218,3 +219,20 @@ def test_grouped_conv_equals_flax_feature_groups():
   assert variables['params']['kernel'].shape == (3, 3, 4, 6)
   np.testing.assert_allclose(ours.apply(variables, x), theirs.apply(variables, x),
                              rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('shape, window, stride', [
+    ((4, 28, 28, 6), 2, 2),  # LeNet-5's pools (the second on an odd 10x10 map below)
+    ((4, 10, 10, 16), 2, 2),
+    ((2, 17, 17, 8), 5, 3),  # GoogLeNet's and Inception v3's auxiliary heads: overlapping
+    ((2, 7, 9, 3), 3, 2),  # a non-square map whose last row and column no window reaches
+])
+def test_avg_pool_equals_flax_avg_pool_and_its_gradient(shape, window, stride):
+  x = jax.random.normal(jax.random.key(0), shape)
+  reference = lambda x: nn.avg_pool(x, (window, window), strides=(stride, stride))
+  ours = lambda x: avg_pool(x, window, stride)
+  weights = jax.random.normal(jax.random.key(1), reference(x).shape)
+  loss = lambda pool: lambda x: jnp.sum(pool(x) * weights)
+  np.testing.assert_allclose(ours(x), reference(x), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(jax.grad(loss(ours))(x), jax.grad(loss(reference))(x), rtol=1e-6,
+                             atol=1e-6)

@@ -48,6 +48,20 @@ def test_training_lowers_the_loss(digits_config):
   assert float(metrics['loss']) < 0.5 * loss_before
 
 
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_label_rank_gives_lax_top_k_membership_with_ties_and_nans(dtype):
+  # Few distinct values, so most rows have ties; NaNs, infinities and both zeros among them.
+  values = np.array([np.nan, -np.inf, -1.5, -0.0, 0.0, 0.5, 2.0, np.inf], np.float32)
+  rng = np.random.default_rng(0)
+  logits = jnp.asarray(rng.choice(values, size=(512, 12)), dtype)
+  labels = jnp.asarray(rng.integers(0, 12, size=512))
+  rank = steps.label_rank(logits, labels)
+  for k in (1, 2, 5, 12):
+    top_k = jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1)
+    np.testing.assert_array_equal(rank < k, top_k, err_msg=f'k={k}')
+  assert 0 < int(jnp.sum(rank < 1)) < 512
+
+
 def test_a_nonfinite_step_leaves_the_state_as_it_was(digits_config):
   config = digits_config('lenet', 'bn')  # batch_stats too must stay as they were
   data, state = setup(config, total_steps=10)

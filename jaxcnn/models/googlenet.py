@@ -23,7 +23,8 @@ import jax.numpy as jnp
 
 from jaxcnn.models import register
 from jaxcnn.models.conv import Conv
-from jaxcnn.models.layers import LocalResponseNorm, Window, adaptive_avg_pool, smallest_input
+from jaxcnn.models.layers import (LocalResponseNorm, Window, adaptive_avg_pool, avg_pool,
+                                  smallest_input)
 
 VARIANTS = ('paper', 'torchvision')
 
@@ -119,7 +120,7 @@ class AuxHead(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     if self.variant == 'paper':
-      x = nn.avg_pool(x, (5, 5), strides=(3, 3))
+      x = avg_pool(x, 5, 3)
     else:
       x = adaptive_avg_pool(x, 4)
     x = BasicConv(128, 1, self.variant, dtype=self.dtype, name='conv')(x, train)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from jaxcnn.models import register
 from jaxcnn.models.conv import Conv
-from jaxcnn.models.layers import Window, smallest_input
+from jaxcnn.models.layers import Window, avg_pool, smallest_input
 
 
 class ConvBN(nn.Module):
@@ -150,7 +150,7 @@ class InceptionAux(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = nn.avg_pool(x, (5, 5), strides=(3, 3))
+    x = avg_pool(x, 5, 3)
     x = ConvBN(128, (1, 1), dtype=self.dtype, name='conv0')(x, train)
     x = ConvBN(768, (5, 5), stddev=0.01, dtype=self.dtype, name='conv1')(x, train)
     x = jnp.mean(x, axis=(1, 2))

