@@ -51,6 +51,17 @@ _POOLS = {'reduce_window_max': 'max_pool', 'reduce_window_sum': 'avg_pool',
           'reduce_window': 'pool'}
 
 
+def _pool_kind(eqn) -> str | None:
+  """The row name of a pooling op: a reduce-window with a window over the map, or a jitted
+  function named like one (layers.avg_pool, which sums strided slices)."""
+  name = eqn.primitive.name
+  if name in _POOLS:
+    return _POOLS[name] if eqn.params['window_dimensions'][1] > 1 else None
+  if name in ('pjit', 'jit') and eqn.params.get('name') in _POOLS.values():
+    return eqn.params['name']
+  return None
+
+
 def _conv(eqn, field: Field):
   lhs, rhs = (v.aval for v in eqn.invars[:2])
   out = eqn.outvars[0].aval
@@ -99,6 +110,8 @@ def _walk(jaxpr, fields: dict, prefix: str, visit) -> None:
         _walk(sub, sub_fields, path, visit)
         for outer, inner in zip(eqn.outvars, sub.outvars):
           fields[outer] = sub_fields.get(inner) if isinstance(inner, jax_core.Var) else None
+      if _pool_kind(eqn) and fields.get(eqn.outvars[0]):
+        visit(eqn, path, fields[eqn.outvars[0]], 0)
       continue
     if not known:
       continue
@@ -110,10 +123,14 @@ def _walk(jaxpr, fields: dict, prefix: str, visit) -> None:
       lhs = eqn.invars[0].aval
       macs = math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs.shape[d] for d in contracting)
       field = max(known, key=lambda f: f.size)
-    elif name in _POOLS and len(eqn.params['window_dimensions']) >= 4:
+    elif _pool_kind(eqn) and len(eqn.params['window_dimensions']) >= 4:
       field = _window(eqn, known[0])
     elif name == 'slice' and eqn.params.get('strides') and eqn.invars[0].aval.ndim >= 4:
-      field = Field(known[0].size, known[0].stride * eqn.params['strides'][1])
+      # From row `start` on: reaches start x stride further into the input (so the sum of a
+      # pooling window's slices, layers.avg_pool, spans the window).
+      start = eqn.params['start_indices'][1]
+      field = Field(known[0].size + start * known[0].stride,
+                    known[0].stride * eqn.params['strides'][1])
     else:
       field = Field(max(f.size for f in known), max(f.stride for f in known))
     for v in eqn.outvars:
@@ -155,8 +172,8 @@ def summarize(model, input_shape) -> dict:
   def visit(eqn, path, field, macs):
     module = module_path(path)
     name = eqn.primitive.name
-    if name in _POOLS and eqn.invars[0].aval.ndim == 4 and eqn.params['window_dimensions'][1] > 1:
-      row = f'{module}/{_POOLS[name]}' if module else _POOLS[name]
+    if _pool_kind(eqn) and eqn.invars[0].aval.ndim == 4:
+      row = f'{module}/{_pool_kind(eqn)}' if module else _pool_kind(eqn)
       row = f'{row}_{sum(r.startswith(row) for r in layers)}' if row in layers else row
     elif name == 'reduce_sum' and eqn.invars[0].aval.ndim == 4 and {1, 2} <= set(eqn.params['axes']):
       row = f'{module}/global_avg_pool' if module else 'global_avg_pool'

@@ -21,6 +21,7 @@ import jaxcnn  # noqa: E402
 from conftest import param_count  # noqa: E402
 from jaxcnn import pretrained  # noqa: E402
 from jaxcnn.models import googlenet, inception_v3  # noqa: E402
+from jaxcnn.models.batch_norm import BatchNorm  # noqa: E402
 from jaxcnn.pretrained import conversion, torch_files  # noqa: E402
 
 # Batches of 2 small images: one torch thread runs them 20x faster than two threads on a
@@ -142,7 +143,7 @@ def batch_norm_epsilons(restored) -> set[float]:
   found = set()
 
   def record(call, args, kwargs, context):
-    if isinstance(context.module, nn.BatchNorm):
+    if isinstance(context.module, BatchNorm):
       found.add(context.module.epsilon)
     return call(*args, **kwargs)
 

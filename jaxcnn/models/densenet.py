@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.models import register
+from jaxcnn.models.batch_norm import BatchNorm
 from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import Window, smallest_input
 
@@ -37,9 +38,9 @@ CIFAR_CONV_INIT = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 DENSE_INIT = nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
 
 
-def _norm(train: bool, dtype, name: str | None = None) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                      name=name)
+def _norm(train: bool, dtype, name: str | None = None) -> BatchNorm:
+  return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                   name=name)
 
 
 class DenseLayer(nn.Module):

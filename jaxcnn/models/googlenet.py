@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.models import register
+from jaxcnn.models.batch_norm import BatchNorm
 from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import (LocalResponseNorm, Window, adaptive_avg_pool, avg_pool,
                                   smallest_input)
@@ -81,8 +82,8 @@ class BasicConv(nn.Module):
              padding=[(self.padding, self.padding)] * 2, use_bias=not batch_norm,
              kernel_init=kernel_init, bias_init=bias_init, dtype=self.dtype)(x)
     if batch_norm:
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,
-                       dtype=self.dtype)(x)
+      x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,
+                    dtype=self.dtype)(x)
     return nn.relu(x)
 
 

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.models import register
+from jaxcnn.models.batch_norm import BatchNorm
 from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import Window, avg_pool, smallest_input
 
@@ -36,8 +37,8 @@ class ConvBN(nn.Module):
     x = Conv(self.features, self.kernel, self.strides,
              padding=[(p, p) for p in self.padding], use_bias=False,
              kernel_init=nn.initializers.normal(self.stddev), dtype=self.dtype)(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,
-                     dtype=self.dtype)(x)
+    x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,
+                  dtype=self.dtype)(x)
     return nn.relu(x)
 
 

@@ -2,6 +2,7 @@
 by which each model declares its smallest input."""
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -83,6 +84,7 @@ class GroupedConv(nn.Module):
     return jnp.concatenate(towers, axis=-1) + bias
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))  # one op named avg_pool in jaxprs (summary)
 def avg_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
   """`nn.avg_pool` of an NHWC map over window x window cells, no padding, as the mean of the
   window's strided slices: one elementwise loop each way where XLA:CPU runs a reduce-window

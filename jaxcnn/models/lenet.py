@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.models import register
+from jaxcnn.models.batch_norm import BatchNorm
 from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import Window, activation, avg_pool, smallest_input
 
@@ -30,8 +31,8 @@ class LeNet5(nn.Module):
 
     def normalized(y, name):
       if self.batch_norm:
-        y = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
-                         name=f'{name}_bn')(y)
+        y = BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
+                      name=f'{name}_bn')(y)
       return act(y)
 
     x = x.astype(self.dtype)

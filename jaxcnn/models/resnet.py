@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.models import register
+from jaxcnn.models.batch_norm import BatchNorm
 from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import Window, smallest_input
 
@@ -47,9 +48,9 @@ def _conv(features: int, kernel: int, strides: int, dtype, name: str) -> nn.Conv
               kernel_init=_CONV_INIT, dtype=dtype, name=name)
 
 
-def _batch_norm(train: bool, dtype, name: str) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                      name=name)
+def _batch_norm(train: bool, dtype, name: str) -> BatchNorm:
+  return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                   name=name)
 
 
 # How a block's input reaches its output (the paper's section 3.3 options):

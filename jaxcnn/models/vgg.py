@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.models import register
+from jaxcnn.models.batch_norm import BatchNorm
 from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import Window, adaptive_avg_pool, smallest_input
 
@@ -56,8 +57,8 @@ class VGG(nn.Module):
         x = Conv(width, (3, 3), padding=1, kernel_init=_CONV_INIT, dtype=self.dtype,
                  name=name)(x)
         if self.batch_norm:
-          x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                           dtype=self.dtype, name=f'{name}_bn')(x)
+          x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                        dtype=self.dtype, name=f'{name}_bn')(x)
         x = nn.relu(x)
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
 
