@@ -49,8 +49,9 @@ def make_mesh(data: int, model: int) -> Mesh:
   return Mesh(np.asarray(devices[:data * model]).reshape(data, model), ('data', 'model'))
 
 
-def _check_fits(config, model, mesh: Mesh) -> None:
-  """The batches divide over the data devices and processes, and the model over the model axis."""
+def check_fits(config, model, mesh: Mesh) -> None:
+  """The batches divide over the data devices and processes, and the model over the model axis
+  (a UserError if not): checked before the model is initialized, so that the run fails at once."""
   data_devices, processes = mesh.shape['data'], jax.process_count()
   for key in ('train.batch_size', 'eval.batch_size'):
     section, name = key.split('.')
@@ -115,11 +116,10 @@ class Placement:
   batch_sharding: NamedSharding  # batches split over the data axis
 
 
-def place(config, model, state, mesh: Mesh) -> Placement:
-  """A fresh train state of `model` placed on the config's mesh (make_mesh): checks that the
-  batches and the model fit the mesh, and runs the model under shard_map where the mesh
-  splits it. A state of shapes (jax.eval_shape's) is placed as shapes with shardings."""
-  _check_fits(config, model, mesh)
+def place(model, state, mesh: Mesh) -> Placement:
+  """A fresh train state of `model` placed on `mesh` (check_fits has passed), running the
+  model under shard_map where the mesh splits it. A state of shapes (jax.eval_shape's) is
+  placed as shapes with shardings."""
   state = state.replace(apply_fn=_model_apply(model, mesh))
   shardings = _state_shardings(state, model, mesh)
   if isinstance(jax.tree.leaves(state)[0], jax.ShapeDtypeStruct):

@@ -92,6 +92,7 @@ def setup(config, data=None, abstract: bool = False) -> Setup:
   data = data or input_data.create(config, mesh=mesh)
   # Its layers' options are checked when create_train_state traces it: once, not twice.
   model = models.build_model(config, data.num_classes, data.channels, check_layers=False)
+  parallel.check_fits(config, model, mesh)
   total_steps = config_lib.total_steps(config, data.steps_per_epoch)
   steps_per_eval = config.eval.every_steps or data.steps_per_epoch
   schedule = optim.learning_rate_schedule(config.optimizer, total_steps, data.steps_per_epoch)
@@ -100,7 +101,7 @@ def setup(config, data=None, abstract: bool = False) -> Setup:
   fresh_state = functools.partial(steps.create_train_state, config, model, tx,
                                   (1, size, size, data.channels))
   state = jax.eval_shape(fresh_state) if abstract else fresh_state()
-  placed = parallel.place(config, model, state, mesh)
+  placed = parallel.place(model, state, mesh)
   conv_choices = _conv_choices(config, placed, data.channels)
   train_step, eval_step = jit_steps(config, placed.mesh, placed.shardings, conv_choices)
   loop_step = jit_loop_step(config, data, placed.mesh, placed.shardings, conv_choices,
