@@ -35,12 +35,18 @@ if 'JAXCNN_CACHE_DIR' not in os.environ:
   os.environ['JAXCNN_CACHE_DIR'] = _JAXCNN_CACHE
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-# torchvision (tests/test_convert_torchvision.py) loads triton, whose LLVM crashes the process
-# (a segmentation fault) where TensorFlow's was loaded first; loaded first, both work.
-try:
-  import torchvision.models  # noqa: F401
-except ImportError:
-  pass
+
+def pytest_configure(config):
+  """torchvision (tests/test_convert_torchvision.py) loads triton, whose LLVM crashes the
+  process (a segmentation fault) where TensorFlow's was loaded first; loaded first, before any
+  test module is collected, both work. Not in xdist's controller, which runs no test (its 5 s
+  came before the workers started), nor in the scripts that import this file."""
+  if os.environ.get('PYTEST_XDIST_WORKER') or not config.getoption('numprocesses', None):
+    try:
+      import torchvision.models  # noqa: F401
+    except ImportError:
+      pass
+
 
 # XLA's CPU compile of the models' random initializers alone takes ~6 s; the same programs
 # recur in several tests, in both xdist workers and in the CLI subprocesses, so one
@@ -138,6 +144,11 @@ def once_per_session(tmp_path_factory, worker_id):
     return json.loads(result.read_text())
 
   return get
+
+
+# The same for the processes a test starts (cli_env(**UNOPTIMIZED)), where every process
+# whose results a test compares gets it: what they compute differs only by float rounding.
+UNOPTIMIZED = {'JAX_DISABLE_MOST_OPTIMIZATIONS': '1'}
 
 
 @pytest.fixture(scope='module')

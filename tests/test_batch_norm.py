@@ -9,6 +9,8 @@ import pytest
 
 from jaxcnn.models.batch_norm import BatchNorm
 
+pytestmark = pytest.mark.usefixtures('unoptimized')  # XLA's optimizations off (conftest)
+
 
 def both(train: bool, dtype=jnp.float32):
   fields = dict(use_running_average=not train, momentum=0.9, epsilon=1e-3, dtype=dtype)

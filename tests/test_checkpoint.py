@@ -16,6 +16,8 @@ from jaxcnn.checkpoint import Checkpoints
 from jaxcnn.errors import UserError
 from jaxcnn.models import create_model
 
+pytestmark = pytest.mark.usefixtures('unoptimized')  # XLA's optimizations off (conftest)
+
 
 def make_state(config, data):
   model = create_model(config.model, data.num_classes)

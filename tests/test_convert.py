@@ -23,7 +23,7 @@ import pytest
 from flax import traverse_util
 
 import jaxcnn
-from conftest import REPO, cli_env, load_config, param_count, run_notebook
+from conftest import REPO, UNOPTIMIZED, cli_env, load_config, param_count, run_notebook
 from jaxcnn import init_from, pretrained, train
 from jaxcnn.checkpoint import Checkpoints
 from jaxcnn.errors import UserError
@@ -32,7 +32,9 @@ from jaxcnn.models.layers import GroupedConv
 from jaxcnn.pretrained import conversion, download, layout
 
 # Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group('convert')
+pytestmark = [pytest.mark.xdist_group('convert'),
+              pytest.mark.usefixtures('unoptimized')]  # XLA's optimizations off (conftest)
+
 
 @functools.lru_cache
 def keys_and_shapes(name: str) -> dict[str, tuple[int, ...]]:
@@ -399,8 +401,9 @@ def test_predict_cli_reads_a_converted_run(converted_run, tmp_path):
   image = np.random.default_rng(0).integers(0, 256, (40, 48, 3), np.uint8)
   path = str(tmp_path / 'image.png')
   tf.io.write_file(path, tf.io.encode_png(image))
+  # Unoptimized as this process: the same probabilities to the last digit printed.
   result = subprocess.run([sys.executable, '-m', 'jaxcnn.predict', '--workdir', workdir, path],
-                          capture_output=True, text=True, env=cli_env(), timeout=300)
+                          capture_output=True, text=True, env=cli_env(**UNOPTIMIZED), timeout=300)
   assert result.returncode == 0, result.stderr
   probabilities = jaxcnn.restore(workdir).predict([image])[0]
   top = probabilities.argsort()[::-1][:5]

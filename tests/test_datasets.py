@@ -10,10 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, cli_env, load_config, without_tensorflow
+from conftest import REPO, UNOPTIMIZED, cli_env, load_config, without_tensorflow
 
 # Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group('datasets')
+pytestmark = [pytest.mark.xdist_group('datasets'),
+              pytest.mark.usefixtures('unoptimized')]  # XLA's optimizations off (conftest)
 
 TRAIN, TEST = 300, 100  # neither divides the batch sizes below
 
@@ -162,7 +163,8 @@ def test_ten_crop_evaluation_counts_each_example_once_on_any_devices(digits_dir)
   """360 test digits in global batches of 128 on one device (2.8 batches) or of 48 over 4
   devices (7.5 batches): the same 360 examples and the same metrics."""
   result = subprocess.run([sys.executable, '-c', EVAL_ON_ONE_AND_FOUR_DEVICES, digits_dir,
-                           str(REPO / 'tests')], capture_output=True, text=True, env=cli_env())
+                           str(REPO / 'tests')], capture_output=True, text=True,
+                          env=cli_env(**UNOPTIMIZED))
   assert result.returncode == 0, result.stderr[-3000:]
   one, four = json.loads(result.stdout.strip().splitlines()[-1])
   assert (one.pop('devices'), four.pop('devices')) == (1, 4)

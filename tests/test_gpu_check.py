@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, cli_env, load_config, without_tensorflow
+from conftest import REPO, UNOPTIMIZED, cli_env, load_config, without_tensorflow
 
 GPU_CHECK = REPO / 'experiments' / 'benchmarks' / 'gpu_check.sh'
 
@@ -28,7 +28,7 @@ def test_cpu_smoke_runs_every_part_and_writes_the_figures(tmp_path):
   env = cli_env(**without_tensorflow_or_torch(tmp_path / 'blocked'), PYTHON=sys.executable,
                 XLA_FLAGS='--xla_force_host_platform_device_count=2 '
                           '--xla_cpu_collective_call_terminate_timeout_seconds=600',
-                JAX_DISABLE_MOST_OPTIMIZATIONS='1')
+                **UNOPTIMIZED)
   result = subprocess.run([str(GPU_CHECK), '--cpu-smoke', '--out', str(out)], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -14,7 +14,8 @@ from jaxcnn.models import build_model, create_model, model_names
 from jaxcnn.models.layers import LocalResponseNorm, avg_pool
 
 # Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group('models')
+pytestmark = [pytest.mark.xdist_group('models'),
+              pytest.mark.usefixtures('unoptimized')]  # XLA's optimizations off (conftest)
 
 
 def abstract_variables(model, shape):

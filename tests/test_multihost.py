@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import jaxcnn
-from conftest import (CONFIGS, cli_command, cli_env, committed_steps, finish, leaves,
-                      max_relative_error, records, saved_state)
+from conftest import (CONFIGS, UNOPTIMIZED, cli_command, cli_env, committed_steps, finish,
+                      leaves, max_relative_error, records, saved_state)
 from jaxcnn.launch import free_port
 
 # Its tests share a costly fixture: one xdist worker makes it once (--dist loadgroup).
@@ -33,6 +33,8 @@ def command(workdir, data_dir, *overrides):
       f'--config.train.log_every_steps={CHECKPOINT_EVERY}', '--config.mesh.data=2', *overrides)
 
 
+# Every process here runs unoptimized (conftest.UNOPTIMIZED): their results are compared with
+# each other only, and optimizing LeNet's programs took longer than its 100 steps.
 def start(workdirs, data_dir, cwd):
   """The processes of one run, process i in workdirs[i], each with one CPU device."""
   port = free_port()
@@ -40,14 +42,14 @@ def start(workdirs, data_dir, cwd):
       command(workdir, data_dir, f'--config.distributed.coordinator_address=localhost:{port}',
               f'--config.distributed.num_processes={len(workdirs)}',
               f'--config.distributed.process_id={i}'),
-      cwd=cwd, env=cli_env(JAX_NUM_CPU_DEVICES='1'), text=True, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE) for i, workdir in enumerate(workdirs)]
+      cwd=cwd, env=cli_env(JAX_NUM_CPU_DEVICES='1', **UNOPTIMIZED), text=True,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i, workdir in enumerate(workdirs)]
 
 
 def start_one_process(workdir, data_dir, cwd):
   """The same run in one process with two CPU devices."""
   return subprocess.Popen(command(workdir, data_dir), cwd=cwd,
-                          env=cli_env(JAX_NUM_CPU_DEVICES='2'), text=True,
+                          env=cli_env(JAX_NUM_CPU_DEVICES='2', **UNOPTIMIZED), text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -128,8 +130,11 @@ def test_both_killed_after_a_checkpoint_and_rerun_resume_to_the_same_bits(
   try:
     wait_for_the_first_checkpoint(processes, workdir)
   finally:
+    # Both at once: a survivor ends itself (status 1) on losing the other, as the test above
+    # checks, if it outlives it by the time that takes.
     for p in processes:
       p.kill()
+    for p in processes:
       p.communicate()
   assert [p.returncode for p in processes] == [-9, -9]
 

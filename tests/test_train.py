@@ -14,6 +14,8 @@ from flax import linen as nn
 
 from jaxcnn import steps, train
 
+pytestmark = pytest.mark.usefixtures('unoptimized')  # XLA's optimizations off (conftest)
+
 
 def setup(config, total_steps):
   """Data and a fresh train state, as train_and_evaluate builds them (one device); the tests

@@ -16,6 +16,8 @@ import os
 
 import pytest
 
+from conftest import UNOPTIMIZED
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # config preset -> (smallest input size, overrides for the smallest of the family)
@@ -44,7 +46,7 @@ def test_trains_end_to_end(preset, digits_dir, run_cli, tmp_path):
                    '--config.eval.every_steps=2', '--config.checkpoint.every_steps=2',
                    '--config.train.conv_tuning=False',  # timing dozens of shapes: minutes
                    *extra, timeout=900,
-                   env={} if preset in OPTIMIZED else {'JAX_DISABLE_MOST_OPTIMIZATIONS': '1'})
+                   env={} if preset in OPTIMIZED else UNOPTIMIZED)
   assert result.returncode == 0, result.stderr[-3000:]
   records = [json.loads(line) for line in open(workdir / 'metrics.jsonl')]
   train = [r for r in records if r['split'] == 'train']
