@@ -121,12 +121,13 @@ def torch_logits(module, inputs_nhwc: np.ndarray) -> np.ndarray:
 
 # XLA's optimizations take longer to compile than these tiny forward passes take to run;
 # they do not change what is computed.
-UNOPTIMIZED = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
+UNOPTIMIZED_COMPILE = {'xla_backend_optimization_level': 0,
+                       'xla_llvm_disable_expensive_passes': True}
 
 
 def jaxcnn_logits(module, variables, inputs: np.ndarray) -> np.ndarray:
   return np.asarray(jax.jit(lambda v, x: module.apply(v, x, train=False),
-                            compiler_options=UNOPTIMIZED)(variables, inputs))
+                            compiler_options=UNOPTIMIZED_COMPILE)(variables, inputs))
 
 
 def assert_same_logits(ours, theirs):
