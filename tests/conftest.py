@@ -146,8 +146,9 @@ def once_per_session(tmp_path_factory, worker_id):
   return get
 
 
-# The same for the processes a test starts (cli_env(**UNOPTIMIZED)), where every process
-# whose results a test compares gets it: what they compute differs only by float rounding.
+# What the `unoptimized` fixture below does, for the processes a test starts
+# (cli_env(**UNOPTIMIZED)): every process whose results a test compares gets it, since what
+# they compute differs from the optimized programs' by float rounding.
 UNOPTIMIZED = {'JAX_DISABLE_MOST_OPTIMIZATIONS': '1'}
 
 
