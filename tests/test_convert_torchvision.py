@@ -24,6 +24,10 @@ from jaxcnn.models import googlenet, inception_v3  # noqa: E402
 from jaxcnn.models.batch_norm import BatchNorm  # noqa: E402
 from jaxcnn.pretrained import conversion, torch_files  # noqa: E402
 
+# XLA's optimizations take longer to compile than these tiny forward passes take to run;
+# they do not change what is computed.
+pytestmark = pytest.mark.usefixtures('unoptimized')  # XLA's optimizations off (conftest)
+
 # Batches of 2 small images: one torch thread runs them 20x faster than two threads on a
 # shared 2-core machine.
 torch.set_num_threads(1)
@@ -119,15 +123,8 @@ def torch_logits(module, inputs_nhwc: np.ndarray) -> np.ndarray:
     return module(torch.from_numpy(inputs_nhwc.transpose(0, 3, 1, 2).copy())).numpy()
 
 
-# XLA's optimizations take longer to compile than these tiny forward passes take to run;
-# they do not change what is computed.
-UNOPTIMIZED_COMPILE = {'xla_backend_optimization_level': 0,
-                       'xla_llvm_disable_expensive_passes': True}
-
-
 def jaxcnn_logits(module, variables, inputs: np.ndarray) -> np.ndarray:
-  return np.asarray(jax.jit(lambda v, x: module.apply(v, x, train=False),
-                            compiler_options=UNOPTIMIZED_COMPILE)(variables, inputs))
+  return np.asarray(jax.jit(lambda v, x: module.apply(v, x, train=False))(variables, inputs))
 
 
 def assert_same_logits(ours, theirs):
