@@ -22,7 +22,6 @@ from collections.abc import Collection
 import jax
 import numpy as np
 
-from jaxcnn import onednn
 from jaxcnn.cache import cache_dir
 from jaxcnn.models import conv
 from jaxcnn.models.formulations import DIRECTIONS, FORMULATIONS, Geometry
@@ -43,7 +42,7 @@ def processor() -> str:
 
 def _machine_key() -> str:
   return (f'{processor()}, {os.cpu_count()} cores; jax {jax.__version__}; formulations '
-          f"{', '.join(FORMULATIONS)} (oneDNN {onednn.release()})")
+          f"{', '.join(FORMULATIONS)}")
 
 
 def _read_cache() -> dict:

@@ -94,8 +94,8 @@ def torch_train_steps(model, config, device: str):
 
 
 def pytorch_process(connection) -> None:
-  """PyTorch's side, in a process of its own: in one process, jaxcnn's oneDNN 3.2 calls
-  shared PyTorch's OpenMP runtime, which then ran PyTorch's LeNet-5 30% slower than alone.
+  """PyTorch's side, in a process of its own: in one process, jaxcnn's oneDNN calls share
+  PyTorch's OpenMP runtime, which then runs PyTorch's LeNet-5 30% slower than alone.
   Requests: ('version',), ('build', name) -> parameter count, ('run', steps) -> seconds."""
   import torch
   torch.set_num_threads(os.cpu_count())

@@ -91,7 +91,7 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=3, help='steps timed, then profiled')
   parser.add_argument('--out', default=None, help='also write the table to this file')
   args = parser.parse_args()
-  if importlib.util.find_spec('torch') is None:  # not imported here: each side's runtime apart
+  if importlib.util.find_spec('torch') is None:  # not imported here: its OpenMP would share ours
     raise SystemExit("error: PyTorch is not installed; pip install -e '.[bench]'")
   spawn = multiprocessing.get_context('spawn')
   rows = []

@@ -6,7 +6,6 @@
 // the filters in a blocked layout: they are reordered from (or, for the filter gradient, to)
 // HWIO around the primitive. Primitives are built once per geometry and cached.
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,8 +21,6 @@ namespace {
 
 enum class Direction { kForward, kInputGradient, kFilterGradient };
 
-// The wheel's oneDNN runs its CPU engine on the SYCL runtime's CPU device; making the engine
-// throws where that device is missing.
 dnnl::engine& Engine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   return engine;
@@ -124,13 +121,12 @@ ffi::Error Run(const Geometry& g, Direction direction,
                void* filters_data) {
   try {
     const Primitive& p = Cached(g, direction);
-    // One convolution at a time: each spreads over every core, and XLA may call two at once
-    // from its own threads; two would then share the cores, each waiting for threads that the
-    // other holds (with oneDNN 3.2's OpenMP, AlexNet's first step spun for minutes).
+    // One convolution at a time: each spreads over every core with OpenMP, and XLA may call
+    // two at once from its own threads; two OpenMP teams then share the cores, and oneDNN's
+    // spin barriers inside a team wait for threads that the other team holds.
     static std::mutex one_at_a_time;
     std::lock_guard<std::mutex> lock(one_at_a_time);
-    // One stream, used under the lock: making its SYCL queue on every call took 35 us more.
-    static dnnl::stream stream(Engine());
+    dnnl::stream stream(Engine());
     memory hwio(g.Filters(), Engine(), filters_data);
     memory used = p.to_filters ? memory(p.filters, Engine()) : hwio;
     if (p.to_filters && direction != Direction::kFilterGradient) {
@@ -189,19 +185,6 @@ ffi::Error FilterGradient(ffi::Buffer<ffi::F32> input, ffi::Buffer<ffi::F32> out
 }
 
 }  // namespace
-
-// 1 where oneDNN's CPU engine can be made here, else 0: the handlers are registered only then.
-// Unless ONEDNN_VERBOSE asks for them, oneDNN's own messages stay off (it prints a failed
-// engine's to stdout); the handlers report errors through XLA.
-extern "C" int JaxcnnOnednnReady() {
-  if (std::getenv("ONEDNN_VERBOSE") == nullptr) dnnl::set_verbose(0);
-  try {
-    Engine();
-    return 1;
-  } catch (const dnnl::error&) {
-    return 0;
-  }
-}
 
 #define JAXCNN_CONV_HANDLER(name, function)                                                   \
   XLA_FFI_DEFINE_HANDLER_SYMBOL(                                                               \
