@@ -155,8 +155,9 @@ UNOPTIMIZED = {'JAX_DISABLE_MOST_OPTIMIZATIONS': '1'}
 @pytest.fixture(scope='module')
 def unoptimized():
   """XLA's optimizations off for a module's tests (pytest.mark.usefixtures('unoptimized')):
-  their small programs take longer to optimize than to run, and what they compute does not
-  change. The module's own compilations, not the cache's: the option is part of its key."""
+  their small programs take longer to optimize than to run, and what they compute changes by
+  float rounding only (so such a module compares its runs with each other, or within a
+  tolerance). The module's own compilations, not the cache's: the option is part of its key."""
   import jax
   previous = jax.config.values['jax_disable_most_optimizations']
   jax.config.update('jax_disable_most_optimizations', True)
